@@ -1,0 +1,1 @@
+"""ftsweep: measured sweeps over LLM fine-tuning methods."""

@@ -1,0 +1,68 @@
+"""Adapters: wrap a loaded model for full, partial (frozen), or PEFT fine-tuning.
+
+QLoRA is not a code path of its own: a quantized base is prepared for k-bit training and then
+gets whatever PEFT adapter the config names.
+"""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from peft import get_peft_model, prepare_model_for_kbit_training
+
+
+def apply_adapter(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
+    """Return the model ready to train under cfg.adapter (and cfg.quant)."""
+    if getattr(model, "is_quantized", False):
+        # Casts norms to fp32 and enables input grads; checkpointing off: it trades time for memory.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if cfg.adapter.peft is not None:
+        return get_peft_model(model, peft_config(cfg))
+    if cfg.adapter.trainable_top_layers is not None:
+        freeze_all_but_top(model, cfg.adapter.trainable_top_layers, cfg.model.head_modules)
+    return model
+
+
+def peft_config(cfg: DictConfig):
+    """Instantiate PEFT's own config class so its __post_init__ checks run."""
+    classification = cfg.task.peft_task_type == "SEQ_CLS"
+    return instantiate(
+        cfg.adapter.peft,
+        task_type=cfg.task.peft_task_type,
+        # Heads are new (random) in classification: train them fully and save them with the adapter.
+        modules_to_save=list(cfg.model.head_modules) if classification else None,
+        _convert_="all",
+    )
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of transformer blocks: the ModuleList as long as config.num_hidden_layers."""
+    n_layers = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ValueError(f"cannot find the {n_layers} transformer layers of {type(model).__name__}")
+
+
+def freeze_all_but_top(model: torch.nn.Module, k: int, head_modules: list[str]) -> None:
+    """Partial fine-tuning: only the top k layers and the task head(s) train."""
+    model.requires_grad_(False)
+    layers = transformer_layers(model)
+    for layer in layers[len(layers) - k:] if k > 0 else []:
+        layer.requires_grad_(True)
+    for name, module in model.named_modules():
+        if name.split(".")[-1] in head_modules:
+            module.requires_grad_(True)
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total), counting 4-bit packed weights at their logical size like PEFT does."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values per stored byte
+        total += n
+        trainable += n if param.requires_grad else 0
+    return trainable, total

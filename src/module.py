@@ -1,0 +1,58 @@
+"""LightningModule around a (PEFT-wrapped) Hugging Face classifier."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchmetrics.classification import MulticlassAccuracy
+from transformers import get_scheduler
+
+
+class ClassificationModule(pl.LightningModule):
+    def __init__(self, model: torch.nn.Module, optim_cfg: DictConfig, num_labels: int,
+                 save_full_weights: bool):
+        super().__init__()
+        self.model = model.train()  # from_pretrained returns eval mode; dropout must be on to train
+        self.optim_cfg = optim_cfg
+        self.save_full_weights = save_full_weights
+        self.val_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
+        # Adapter-only checkpoints hold just the trainable tensors; the frozen base is reloaded.
+        self.strict_loading = save_full_weights
+
+    def forward(self, batch):
+        return self.model(**batch)
+
+    def training_step(self, batch, batch_idx):
+        loss = self(batch).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
+        return loss
+
+    def _eval_step(self, batch, stage: str, metric: MulticlassAccuracy):
+        out = self(batch)
+        metric(out.logits.argmax(-1), batch["labels"])
+        n = batch["labels"].shape[0]
+        self.log(f"{stage}/loss", out.loss, batch_size=n)
+        self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=n)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test", self.test_acc)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = instantiate(self.optim_cfg.optimizer)(params)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(self.optim_cfg.scheduler, optimizer,
+                                  num_warmup_steps=int(self.optim_cfg.warmup_ratio * total),
+                                  num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint):
+        if not self.save_full_weights:
+            trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}

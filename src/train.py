@@ -1,0 +1,141 @@
+"""Training entry: compose -> validate -> build -> fit -> test -> measure -> log.
+
+    python -m src.train +experiment=qlora_r8 trainer.max_steps=50
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig
+
+from src import data, measure, models, tracking, validate
+from src.adapters import apply_adapter, count_parameters
+from src.errors import ConfigError
+from src.module import ClassificationModule
+from src.summary import format_summary
+
+
+@dataclass
+class Inputs:
+    """Everything checked and loaded before the model is built."""
+
+    model_path: str
+    tokenizer: object
+    tokenized: object
+    labels: list[str]
+
+
+def prepare_inputs(cfg: DictConfig) -> Inputs:
+    """Validate config, model source and data; raise one ConfigError listing every problem."""
+    problems = validate.config_problems(cfg)
+    model_path = tokenizer = tokenized = labels = None
+    try:
+        model_path = models.resolve_source(cfg.model)
+        problems += validate.model_problems(cfg, models.num_hidden_layers(model_path))
+        tokenizer = models.load_tokenizer(models.resolve_tokenizer_path(cfg.model, model_path))
+    except ConfigError as err:
+        problems += err.problems
+    try:
+        splits, labels = data.load_splits(cfg.data, cfg.seed)
+    except ConfigError as err:
+        problems += err.problems
+    validate.raise_if(problems)
+    tokenized = data.tokenize_cached(splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir)
+    return Inputs(model_path, tokenizer, tokenized, labels)
+
+
+def device_name(cfg: DictConfig) -> str:
+    return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    callbacks: list[pl.Callback] = []
+    if cfg.early_stopping.enabled:
+        callbacks.append(EarlyStopping(monitor=cfg.early_stopping.monitor, mode=cfg.early_stopping.mode,
+                                       patience=cfg.early_stopping.patience))
+    if cfg.checkpoint.enabled:
+        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint.dir, save_last=True, save_top_k=0))
+    return callbacks
+
+
+def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
+          parent_run_id: str | None = None, extra_tags: dict | None = None) -> dict[str, float]:
+    """Fine-tune once as cfg says; return the measured metrics (also logged to MLflow)."""
+    inputs = prepare_inputs(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    device = device_name(cfg)
+    memory = measure.PeakMemory(device)
+    memory.baseline()
+    model = models.load_model(cfg, inputs.model_path, len(inputs.labels), inputs.tokenizer.pad_token_id)
+    model = apply_adapter(model, cfg)
+    trainable, total = count_parameters(model)
+    module = ClassificationModule(model, cfg.optim, len(inputs.labels),
+                                  save_full_weights=cfg.adapter.name == "full")
+    datamodule = data.TextClassificationData(inputs.tokenized, inputs.tokenizer, cfg.data.batch_size,
+                                             cfg.data.eval_batch_size, cfg.data.num_workers)
+    timer = measure.StepTimer()
+    with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
+        logger = False
+        if run is not None:
+            logger = MLFlowLogger(tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri),
+                                  run_id=run.info.run_id)
+        trainer = pl.Trainer(**cfg.trainer, precision=cfg.precision.name, logger=logger,
+                             callbacks=[timer, *build_callbacks(cfg), *(callbacks or [])],
+                             default_root_dir=cfg.paths.output_dir)
+        memory.start()
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        train_s = time.perf_counter() - start
+        metrics = {
+            "mem/peak_mb": memory.peak_mb(),
+            "mem/weights_mb": measure.weights_mb(model),
+            "mem/optimizer_mb": measure.optimizer_mb(trainer.optimizers[0]) if trainer.optimizers else 0.0,
+            "time/train_s": train_s, "time/step_ms": timer.step_ms(),
+            "throughput/tokens_per_s": timer.tokens_per_s(),
+            "params/trainable": float(trainable), "params/total": float(total),
+            "params/trainable_pct": 100.0 * trainable / total,
+            "train/steps": float(trainer.global_step),
+        }
+        metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc")))
+        metrics.update(_logged_test(trainer, module, datamodule))
+        if run is not None:
+            tracking.log_final_metrics(metrics, step=trainer.global_step)
+    if cfg.summary:
+        print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
+    return metrics
+
+
+def _logged(trainer: pl.Trainer, keys) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k in keys}
+
+
+def _logged_test(trainer: pl.Trainer, module, datamodule) -> dict[str, float]:
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in results[0].items()}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def _hydra_main(cfg: DictConfig) -> float:
+    return train(cfg).get("val/acc", float("nan"))
+
+
+def main() -> None:
+    """Check group options ourselves first: Hydra would stop at the first unknown one."""
+    try:
+        validate.raise_if(validate.override_problems(sys.argv[1:]))
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    torch.set_float32_matmul_precision("high")
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
