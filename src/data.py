@@ -12,7 +12,9 @@ import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pandas as pd
+import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -23,6 +25,7 @@ from src.errors import ConfigError
 from src.models import embedded_asset
 
 SPLITS = ("train", "validation", "test")
+datasets.disable_progress_bars()  # per-run map/filter bars on cached, second-long steps are noise
 
 
 # --- sources --------------------------------------------------------------------------------
@@ -57,7 +60,8 @@ def load_splits(data_cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[str]
     check_columns(raw, data_cfg)
     raw = raw.select_columns([data_cfg.text_column, data_cfg.label_column])
     raw = raw.rename_columns({data_cfg.text_column: "text", data_cfg.label_column: "label"})
-    raw = raw.filter(lambda row: row["text"] is not None and str(row["text"]).strip() != "")
+    raw = raw.filter(lambda batch: [t is not None and str(t).strip() != "" for t in batch["text"]],
+                     batched=True)
     labels = list(data_cfg.labels) if data_cfg.labels else sorted({str(v) for v in raw["train"]["label"]})
     check_labels(raw, labels)
     raw = DatasetDict({k: _encode_labels(v, labels) for k, v in raw.items()})
@@ -108,10 +112,28 @@ def carve_missing_splits(raw: DatasetDict, data_cfg: DictConfig, seed: int) -> D
         if split in raw:
             out[split] = raw[split]
             continue
-        parts = train.train_test_split(test_size=size, seed=seed, stratify_by_column="label")
-        train, out[split] = parts["train"], parts["test"]
+        keep, held = stratified_indices(np.asarray(train["label"]), size, seed)
+        train, out[split] = train.select(keep), train.select(held)
     out["train"] = train
     return DatasetDict(out)
+
+
+def stratified_indices(labels: np.ndarray, size: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split row indices so the held-out part (size rows, or a fraction if < 1) keeps the class
+    shares. numpy instead of datasets' stratified split, which iterates rows (seconds per run)."""
+    n_held = int(round(size * len(labels))) if size < 1 else int(size)
+    if not 0 < n_held < len(labels):
+        raise ConfigError([f"data: cannot hold out {size} of {len(labels)} rows (val_size/test_size)"])
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / len(labels) * n_held).astype(int)
+    quota[np.argsort(-(counts / len(labels) * n_held - quota))[: n_held - quota.sum()]] += 1
+    for cls, k in zip(classes, quota):
+        held.extend(rng.permutation(np.flatnonzero(labels == cls))[:k].tolist())
+    held_set = set(held)
+    keep = [i for i in rng.permutation(len(labels)).tolist() if i not in held_set]
+    return keep, sorted(held)
 
 
 def _cap(ds: Dataset, limit: int | None, seed: int) -> Dataset:

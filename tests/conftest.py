@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny budgets, a private cache and a real SQLite MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from src.config import compose_config
+
+TINY_BUDGET = [
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "trainer.max_steps=4",
+    "trainer.enable_progress_bar=false",
+    "summary=false",
+]
+
+
+def pytest_configure(config):
+    # One cache per test session (per xdist worker): tokenized data and tiny models are built
+    # once, and nothing outside the session's tmp dir is written.
+    os.environ.setdefault("FTSWEEP_CACHE", str(Path(config.rootpath) / ".pytest_cache" / "ftsweep"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A fresh SQLite MLflow store URI inside the test's tmp dir."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def make_cfg(tmp_path, store):
+    """compose_config with tiny budgets, outputs under tmp_path and the tmp MLflow store."""
+
+    def _make(*overrides: str, model: str = "tiny_bert"):
+        return compose_config([
+            f"model={model}", *TINY_BUDGET, f"paths.root={tmp_path}",
+            f"logger.tracking_uri={store}", *overrides,
+        ])
+
+    return _make
