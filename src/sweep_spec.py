@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
 from src.errors import ConfigError
 from src.sweep_params import check_space, method_param
@@ -72,9 +72,9 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
     if not path.is_file():
         known = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
         raise ConfigError([f"sweep={name}: no such file {path}; shipped sweeps are {known}"])
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+    try:  # OmegaConf's YAML loader, like conf/: it reads 1e-4 as a float (PyYAML: a string)
+        raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    except Exception as err:  # noqa: BLE001 - yaml and omegaconf raise several types
         raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: must be a mapping with keys {sorted(TOP_KEYS)}"])

@@ -1,0 +1,155 @@
+"""The sweep loop: open (or resume) the study, ask -> suggest -> run the trial in its own
+process -> tell, with MLflow bookkeeping and one progress line per trial."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from src import tracking
+from src.config import compose_config
+from src.errors import ConfigError
+from src.sweep_params import suggest
+from src.sweep_spec import SweepSpec, build_pruner, build_sampler, method_of
+from src.sweep_tracking import SweepRuns
+from src.trial_runner import TrialJob, TrialOutcome, run_trial
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
+    """Create the study, or load it to resume; the objectives must match the stored ones."""
+    tracking.tracking_uri(storage)  # creates the folder of a relative sqlite:/// path
+    try:
+        existing = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        existing = None
+    n_existing = len(existing.trials) if existing else 0
+    if existing is not None:
+        stored = [d.name.lower() for d in existing.directions]
+        if stored != spec.directions:
+            raise ConfigError([f"study '{study_name}' in {storage} has directions {stored}, the sweep file "
+                               f"says {spec.directions}; pick another study_name"])
+    return optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
+                               sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
+                               directions=spec.directions)
+
+
+def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | None = None,
+              timeout: float | None = None, quiet: bool = False, overrides: list[str] = ()) -> optuna.Study:
+    """Run trials until the study holds n_trials finished ones (or the timeout passes)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = n_trials or spec.n_trials
+    timeout = timeout if timeout is not None else spec.timeout
+    base = compose_config([*spec.base, *overrides])
+    uri = tracking.tracking_uri(base.logger.tracking_uri)
+    study = open_study(spec, study_name, storage)
+    runs = SweepRuns(uri, base.logger.experiment, base.logger.artifact_root)
+    runs.start(spec, study_name, storage, n_trials)
+    for key, value in {"sweep": spec.name, "mlflow_parent_run_id": runs.run_id, "mlflow_tracking_uri": uri,
+                       "objectives": spec.objectives, "reports_root": str(base.paths.root)}.items():
+        study.set_user_attr(key, value)
+    progress = Progress(spec, study_name, n_trials)
+    started, status = time.time(), "FAILED"
+    context = dict(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
+                   overrides=[*spec.base, *overrides], log_dir=Path(base.paths.root) / "sweeps" / study_name)
+    try:
+        while _finished(study) < n_trials:
+            if timeout is not None and time.time() - started > timeout:
+                print(f"[sweep {study_name}] timeout of {timeout:.0f}s reached; stopping", flush=True)
+                break
+            progress.line(study, one_trial(**context))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        runs.finish(study, spec, status)
+    return study
+
+
+def _finished(study: optuna.Study) -> int:
+    return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+
+
+def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    suggestion = suggest(trial, spec.space)
+    method = suggestion.values.get(method_of(spec) or "", "")
+    run_name = f"{study.study_name}-t{trial.number:03d}" + (f"-{method}" if method else "")
+    tags = {"trial": str(trial.number), "study_name": study.study_name, "sweep": spec.name,
+            "sweep_method": str(method)}
+    log_path = str(log_dir / f"trial-{trial.number:04d}.log") if quiet else None
+    job = TrialJob(
+        study_name=study.study_name, storage=storage, trial_id=trial._trial_id, number=trial.number,
+        overrides=[*overrides, *suggestion.overrides, *trial_settings(run_name, uri, quiet)],
+        pruner=spec.pruner, prune=spec.prunes, monitor=spec.metrics[0],
+        parent_run_id=runs.run_id, tags=tags, cwd=os.getcwd(), quiet=quiet, log_path=log_path)
+    for key, value in {"method": method, "fixed": suggestion.fixed, "overrides": suggestion.overrides}.items():
+        trial.set_user_attr(key, value)
+    outcome = run_trial(job)
+    outcome.run_id = runs.record_trial(trial.number, outcome, run_name, tags, log_path)
+    tell(study, trial, outcome, spec)
+    frozen = study._storage.get_trial(trial._trial_id)
+    runs.log_progress(trial.number, {"trial/value": frozen.values[0] if frozen.values else None,
+                                     "trial/wall_s": outcome.wall_s})
+    return frozen
+
+
+def trial_settings(run_name: str, uri: str, quiet: bool) -> list[str]:
+    """Per-trial overrides: no end summary or checkpoints (a sweep compares, it does not keep),
+    the parent's MLflow store (the fork server's environment may be older than ours)."""
+    out = ["summary=false", "checkpoint.enabled=false", f"run_name={run_name}", f"logger.tracking_uri={uri}"]
+    return out + (["trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"] if quiet else [])
+
+
+def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> None:
+    """Record what happened in the trial's user attrs, then finish it with the right state."""
+    metrics = {k: float(v) for k, v in outcome.metrics.items() if math.isfinite(float(v))}
+    values = [metrics.get(m) for m in spec.metrics]
+    if outcome.state == "COMPLETE" and None in values:
+        missing = [m for m, v in zip(spec.metrics, values) if v is None]
+        outcome.state, outcome.fail_reason = "FAIL", f"objective metric(s) {missing} missing from the trial"
+    attrs = {"metrics": metrics, "state": outcome.state, "run_id": outcome.run_id,
+             "pruned_at_step": outcome.pruned_at_step, "fail_reason": outcome.fail_reason,
+             "traceback": outcome.traceback, "startup_s": outcome.startup_s, "wall_s": outcome.wall_s}
+    for key, value in attrs.items():
+        if value is not None:
+            trial.set_user_attr(key, value)
+    if outcome.state == "COMPLETE":
+        study.tell(trial, values)
+    else:
+        study.tell(trial, state=TrialState[outcome.state])
+
+
+class Progress:
+    """One sweep-level line per finished trial: k/N, state, value, best so far, state counts."""
+
+    def __init__(self, spec: SweepSpec, study_name: str, n_trials: int):
+        self.spec, self.name, self.n = spec, study_name, n_trials
+
+    def line(self, study: optuna.Study, trial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        counts = {s: sum(t.state == s for t in trials) for s in FINISHED}
+        state = trial.state.name + (f"@{trial.user_attrs['pruned_at_step']}"
+                                    if trial.user_attrs.get("pruned_at_step") is not None else "")
+        value = self._fmt(trial.values) if trial.values else trial.user_attrs.get("fail_reason", "")[:80]
+        print(f"[sweep {self.name}] trial {sum(counts.values())}/{self.n} #{trial.number} "
+              f"{trial.user_attrs.get('method', '')} {state} {value} ({trial.user_attrs.get('wall_s', 0):.0f}s)"
+              f" | best {self._best(study)} | complete {counts[TrialState.COMPLETE]} "
+              f"pruned {counts[TrialState.PRUNED]} failed {counts[TrialState.FAIL]}", flush=True)
+
+    def _fmt(self, values) -> str:
+        return " ".join(f"{m}={v:.4g}" for m, v in zip(self.spec.metrics, values))
+
+    def _best(self, study: optuna.Study) -> str:
+        if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            return "-"
+        if len(self.spec.objectives) > 1:
+            return f"pareto set of {len(study.best_trials)}"
+        return f"#{study.best_trial.number} {self._fmt(study.best_trial.values)}"
