@@ -63,6 +63,9 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
             if timeout is not None and time.time() - started > timeout:
                 print(f"[sweep {study_name}] timeout of {timeout:.0f}s reached; stopping", flush=True)
                 break
+            if getattr(study.sampler, "is_exhausted", lambda _: False)(study):
+                print(f"[sweep {study_name}] grid exhausted; stopping", flush=True)
+                break
             progress.line(study, one_trial(**context))
         status = "FINISHED"
     except KeyboardInterrupt:

@@ -89,7 +89,7 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
     problems += _objective_problems(spec.objectives)
     problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
     problems += _factory_problems("pruner", spec.pruner, PRUNERS)
-    if spec.sampler.get("name") == "grid":
+    if spec.sampler.get("name") == "grid" and "search_space" not in (spec.sampler.get("kwargs") or {}):
         problems += _grid_problems(spec.space)
     if not spec.space:
         problems.append("space: empty; give at least one parameter")
@@ -163,10 +163,23 @@ def build_sampler(spec: SweepSpec, n_existing: int = 0):
     kwargs = dict(conf.get("kwargs") or {})
     cls = _class(conf["name"], SAMPLERS)
     if conf["name"] == "grid":
+        cls = _ask_tell_grid()
         kwargs.setdefault("search_space", grid_space(spec.space))
     if conf.get("seed") is not None:
         kwargs["seed"] = conf["seed"] + n_existing
     return cls(**kwargs)
+
+
+def _ask_tell_grid():
+    """GridSampler calls study.stop() after the last grid point, which Optuna refuses outside
+    study.optimize(); the sweep loop checks is_exhausted() before each ask instead."""
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskTellGridSampler
 
 
 def build_pruner(pruner_conf: dict):

@@ -1,0 +1,170 @@
+"""Sweeps end to end on tiny models: real trial processes, real SQLite Optuna and MLflow stores."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.errors import ConfigError
+from src.report import trial_table
+from src.sweep import main, parse_args
+from src.sweep_driver import run_sweep
+from src.sweep_spec import load_spec
+
+TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
+        "trainer.val_check_interval=2"]
+# 'long' trials report at steps 2 and 4; the threshold pruner (nobody reaches acc 1.01) prunes
+# from step 3 on, so every 'long' trial is PRUNED at step 4 and every 'short' one COMPLETEs:
+# a deterministic pruner with no mock.
+SWEEP = """
+base: {base}
+space:
+  method:
+    type: categorical
+    choices:
+      short: [trainer.max_steps=2, adapter=lora]
+      long: [trainer.max_steps=4, adapter=prompt]
+  rank: {{type: int, low: 2, high: 8, path: adapter.peft.r, when: {{method: short}}}}
+  alpha: {{derive: "2 * rank", path: adapter.peft.lora_alpha, when: {{method: [short]}}}}
+  tokens: {{type: int, low: 2, high: 6, path: adapter.peft.num_virtual_tokens, when: {{method: long}}}}
+  lr: {{type: float, low: 1e-4, high: 1e-2, log: true, path: optim.lr}}
+sampler: {{name: random, seed: 0}}
+pruner: {{name: threshold, kwargs: {{lower: 1.01, n_warmup_steps: 3}}}}
+objectives: [{{metric: val/acc, direction: maximize}}]
+n_trials: 3
+"""
+
+
+@pytest.fixture
+def sweep_env(tmp_path, store):
+    """Write a sweep file; return (path, storage URL, overrides that keep outputs in tmp)."""
+
+    def _make(text: str, name: str = "tiny"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        return str(path), f"sqlite:///{tmp_path}/optuna.db", [f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
+
+    return _make
+
+
+def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    spec = load_spec(path, overrides)
+    run_sweep(spec, "tiny", storage, quiet=True, overrides=overrides)
+    study = run_sweep(spec, "tiny", storage, n_trials=5, quiet=True, overrides=overrides)  # resume
+
+    trials = study.trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]  # resumed, not renumbered
+    states = {t.params["method"]: set() for t in trials}
+    for t in trials:
+        states[t.params["method"]].add(t.state.name)
+    assert states == {"short": {"COMPLETE"}, "long": {"PRUNED"}}
+    for t in trials:  # conditional params only where they apply; derived values follow
+        if t.params["method"] == "short":
+            assert "rank" in t.params and "tokens" not in t.params
+            assert t.user_attrs["fixed"] == {"alpha": 2 * t.params["rank"]}
+        else:
+            assert "rank" not in t.params and "tokens" in t.params
+            assert t.user_attrs["pruned_at_step"] == 4 and set(t.intermediate_values) == {2, 4}
+
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert len(parents) == 2  # one parent run per invocation
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
+    assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3, 4]
+    for run in children:
+        trial = trials[int(run.data.tags["trial"])]
+        assert run.data.tags["trial_state"] == trial.state.name
+        assert run.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[trial.state.name]
+        assert run.data.params["optim.lr"] == str(trial.params["lr"])
+    last = max(parents, key=lambda r: r.info.start_time)
+    assert last.data.metrics["best/val_acc"] == pytest.approx(study.best_value)
+    assert last.data.tags["best_trial"] == str(study.best_trial.number)
+
+    from src.report import write_report
+
+    out = write_report(study)
+    logged = {a.path for a in client.list_artifacts(last.info.run_id, "report")}
+    assert {"report/pareto.png", "report/pareto.html", "report/trials.csv"} <= logged
+    assert out == tmp_path / "reports" / "tiny"
+    assert all((out / f).stat().st_size > 0 for f in ("pareto.png", "pareto.html", "pareto.csv"))
+    table = trial_table(study)
+    assert sorted(table["trial"]) == [t.number for t in trials if t.state.name == "COMPLETE"]
+    assert table["pareto"].any()
+
+
+def test_failed_trial_is_recorded_and_the_sweep_goes_on(sweep_env, store):
+    text = SWEEP.format(base=TINY).replace("long: [", "broken: [data.batch_size=0, ").replace(
+        "method: long", "method: broken").replace("{name: random, seed: 0}",
+                                                  "{name: grid, kwargs: {search_space: {method: [broken, short], rank: [4], lr: [0.001], tokens: [3]}}}")
+    path, storage, overrides = sweep_env(text.replace("n_trials: 3", "n_trials: 2"))
+    study = run_sweep(load_spec(path, overrides), "fails", storage, quiet=True, overrides=overrides)
+    by_method = {t.params["method"]: t for t in study.trials}
+    assert by_method["broken"].state.name == "FAIL" and by_method["short"].state.name == "COMPLETE"
+    assert "data.batch_size" in by_method["broken"].user_attrs["fail_reason"]
+    run = MlflowClient(store).get_run(by_method["broken"].user_attrs["run_id"])
+    assert run.data.tags["trial_state"] == "FAIL" and run.info.status == "FAILED"
+
+
+def test_multi_objective_sweep_has_a_pareto_set_and_never_prunes(sweep_env, store):
+    text = SWEEP.format(base=TINY).replace(
+        "objectives: [{metric: val/acc, direction: maximize}]",
+        "objectives: [{metric: val/acc, direction: maximize}, {metric: mem/peak_mb, direction: minimize},"
+        " {metric: time/train_s, direction: minimize}]").replace("name: random", "name: nsgaii")
+    path, storage, overrides = sweep_env(text)
+    study = run_sweep(load_spec(path, overrides), "multi", storage, quiet=True, overrides=overrides)
+    assert all(t.state.name == "COMPLETE" and len(t.values) == 3 for t in study.trials)
+    assert all(not t.intermediate_values for t in study.trials)  # no report() in multi-objective
+    front = study.best_trials
+    assert front
+    parent = MlflowClient(store).get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["pareto_trials"] == ",".join(str(t.number) for t in front)
+
+
+BAD = """
+bogus: 1
+base: [model=tiny_bert]
+space:
+  method: {type: categorical, choices: {lora: [adapter=lora], oops: [adapter=nope]}}
+  lr: {type: float, low: 0.1, high: 0.01, path: optim.lr}
+  rank: {type: int, low: 2, high: 8, path: adapter.peft.rank, when: {method: lora}}
+  alpha: {derive: "__import__('os').system('x')", path: adapter.peft.lora_alpha, when: {methd: lora}}
+sampler: {name: tpe-ish}
+pruner: {name: medain}
+objectives: [{metric: val/accuracy, direction: maximize}]
+"""
+
+
+def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path, capsys):
+    path, storage, overrides = sweep_env(BAD, name="bad")
+    with pytest.raises(ConfigError) as err:
+        load_spec(path, overrides)
+    text = str(err.value)
+    for needle in ("unknown top-level key 'bogus'", "sampler.name='tpe-ish'", "pruner.name='medain'",
+                   "val/accuracy", "space.lr: empty range", "'methd' is not a param defined above",
+                   "is not allowed"):
+        assert needle in text, needle
+    # Paths are checked only once the space itself is well formed; then unknown paths and
+    # unknown group options of a method choice are reported together.
+    fixed = BAD.replace("bogus: 1\n", "").replace("low: 0.1, high: 0.01", "low: 0.01, high: 0.1")
+    fixed = fixed.replace("__import__('os').system('x')", "2 * rank").replace("methd", "method")
+    path, _, _ = sweep_env(fixed.replace("tpe-ish", "tpe").replace("medain", "median").replace(
+        "val/accuracy", "val/acc"), name="bad2")
+    with pytest.raises(SystemExit) as exit_:
+        main([f"sweep={path}", f"storage={storage}", *overrides])
+    message = str(exit_.value)
+    assert "adapter=nope is not a known option" in message
+    assert "path 'adapter.peft.rank' is not a key" in message
+    with pytest.raises(KeyError):  # nothing ran: the study was never created
+        optuna.load_study(study_name="bad2", storage=storage)
+
+
+def test_cli_args_split_into_settings_and_trial_overrides():
+    settings, overrides = parse_args(["sweep=lora_rank_lr", "n_trials=3", "quiet=true", "model=tiny_bert",
+                                      "trainer.max_steps=5"])
+    assert settings == {"sweep": "lora_rank_lr", "n_trials": 3, "quiet": True}
+    assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
+    with pytest.raises(ConfigError, match="n_trials"):
+        parse_args(["n_trials=many"])
