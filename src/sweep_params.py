@@ -9,6 +9,7 @@ Param spec (one of type / value / derive):
   {value: 0.05, path: adapter.peft.lora_dropout}            # fixed
   {derive: "2 * rank", path: adapter.peft.lora_alpha}       # over params defined above
   optional on any: when: {method: [lora, qlora]}            # only when an earlier param matches
+  a sampled param without path sets nothing itself: it only feeds `when`/`derive`
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def suggest(trial, space: dict) -> Suggestion:
         choices = p.get("choices")
         if isinstance(choices, dict):
             out.overrides += list(choices[value] or [])
-        else:
+        elif p.get("path"):  # no path: a helper that only feeds `when`/`derive`
             out.overrides.append(f"{p['path']}={format_value(value)}")
     return out
 
@@ -152,8 +153,8 @@ def _shape_problems(where: str, p: dict) -> list[str]:
     kinds = [k for k in ("type", "value", "derive") if k in p]
     if len(kinds) != 1:
         return [f"{where}: give exactly one of type (sampled), value (fixed) or derive; got {kinds or 'none'}"]
-    if "path" not in p and not isinstance(p.get("choices"), dict):
-        return [f"{where}: needs a path (the config key it sets)"]
+    if "path" not in p and "type" not in p:
+        return [f"{where}: a fixed or derived value needs a path (the config key it sets)"]
     if "type" not in p:
         return []
     kind = p["type"]
@@ -217,7 +218,7 @@ def _path_problems(space: dict, base: list[str]) -> list[str]:
         for name, p in space.items():
             allowed = (p.get("when") or {}).get(method, [choice]) if method else [choice]
             allowed = allowed if isinstance(allowed, list) else [allowed]
-            if name != method and choice in allowed:
+            if name != method and choice in allowed and p.get("path"):
                 problems += _one_path_problems(f"space.{name}", p, cfg, choice)
     return sorted(set(problems), key=problems.index)
 

@@ -16,7 +16,8 @@ from src.errors import ConfigError
 from src.sweep_params import check_space, method_param
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-TOP_KEYS = {"description", "base", "space", "sampler", "pruner", "objectives", "n_trials", "timeout"}
+TOP_KEYS = {"description", "base", "space", "sampler", "pruner", "objectives", "n_trials", "timeout",
+            "enqueue"}
 # Keys train() returns; an objective must be one of them.
 METRIC_KEYS = {"val/acc", "test/acc", "train/loss", "val/loss", "test/loss", "mem/peak_mb",
                "mem/weights_mb", "mem/optimizer_mb", "time/train_s", "time/step_ms",
@@ -43,6 +44,7 @@ class SweepSpec:
     objectives: list[dict] = field(default_factory=lambda: [{"metric": "val/acc", "direction": "maximize"}])
     n_trials: int = 10
     timeout: float | None = None
+    enqueue: list[dict] = field(default_factory=list)  # first trials' params (known-good starts)
 
     @property
     def directions(self) -> list[str]:
@@ -54,8 +56,9 @@ class SweepSpec:
 
     @property
     def prunes(self) -> bool:
-        """Optuna refuses trial.report in multi-objective studies, so those never prune."""
-        return len(self.objectives) == 1 and self.pruner["name"] != "none"
+        """Single-objective trials report every validation check (the pruner 'none' then never
+        prunes, but the curves are kept); Optuna refuses trial.report in multi-objective studies."""
+        return len(self.objectives) == 1
 
 
 def resolve_path(name: str) -> Path:
@@ -84,13 +87,16 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
                      sampler=dict(raw.get("sampler") or {"name": "tpe"}),
                      pruner=dict(raw.get("pruner") or {"name": "none"}),
                      objectives=list(raw.get("objectives") or [{"metric": "val/acc", "direction": "maximize"}]),
-                     n_trials=raw.get("n_trials", 10), timeout=raw.get("timeout"))
+                     n_trials=raw.get("n_trials", 10), timeout=raw.get("timeout"),
+                     enqueue=list(raw.get("enqueue") or []))
     problems += _scalar_problems(spec)
     problems += _objective_problems(spec.objectives)
     problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
     problems += _factory_problems("pruner", spec.pruner, PRUNERS)
     if spec.sampler.get("name") == "grid" and "search_space" not in (spec.sampler.get("kwargs") or {}):
         problems += _grid_problems(spec.space)
+    problems += [f"enqueue[{i}]: param '{k}' is not in space" for i, e in enumerate(spec.enqueue)
+                 for k in (e if isinstance(e, dict) else {"<not a mapping>": 0}) if k not in spec.space]
     if not spec.space:
         problems.append("space: empty; give at least one parameter")
     else:

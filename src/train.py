@@ -62,7 +62,8 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
         callbacks.append(EarlyStopping(monitor=cfg.early_stopping.monitor, mode=cfg.early_stopping.mode,
                                        patience=cfg.early_stopping.patience))
     if cfg.checkpoint.enabled:
-        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint.dir, save_last=True, save_top_k=0))
+        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint.dir, save_last=True, save_top_k=0,
+                                         every_n_train_steps=cfg.checkpoint.every_n_train_steps))
     return callbacks
 
 

@@ -21,6 +21,8 @@ class TrialCallback(pl.Callback):
         self.run_id: str | None = None
         self.startup_s: float | None = None
         self.pruned_at_step: int | None = None
+        self.elapsed: dict[str, float] = {}
+        self.fit_started = time.perf_counter()
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.run_id = getattr(trainer.logger, "run_id", None)
@@ -28,6 +30,7 @@ class TrialCallback(pl.Callback):
             self.conn.send(("run", self.run_id))
         if self.job.prune:
             self.trial = _load_trial(self.job)
+        self.fit_started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.startup_s is None:
@@ -40,6 +43,9 @@ class TrialCallback(pl.Callback):
         if value is None:
             return
         self.trial.report(float(value), step=trainer.global_step)
+        # Seconds of training up to this check: lets bench/sweep.py price a prune at this step.
+        self.elapsed[str(trainer.global_step)] = time.perf_counter() - self.fit_started
+        self.trial.set_user_attr("elapsed_at_step", self.elapsed)
         if self.trial.should_prune():
             self.pruned_at_step = trainer.global_step
             trainer.should_stop = True

@@ -10,9 +10,10 @@ from src.train import train
 
 
 def test_resume_from_last_continues_the_step_count(make_cfg):
-    first = train(make_cfg("adapter=lora", "logger=none", "trainer.max_steps=3"))
+    common = ["adapter=lora", "logger=none", "trainer.max_epochs=10", "checkpoint.every_n_train_steps=1"]
+    first = train(make_cfg(*common, "trainer.max_steps=3"))
     assert first["train/steps"] == 3
-    cfg = make_cfg("adapter=lora", "logger=none", "trainer.max_steps=6", "ckpt_path=last")
+    cfg = make_cfg(*common, "trainer.max_steps=6", "ckpt_path=last")
     resumed = train(cfg)
     assert resumed["train/steps"] == 6
     ckpt = torch.load(Path(cfg.checkpoint.dir) / "last.ckpt", weights_only=False)
