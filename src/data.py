@@ -189,10 +189,12 @@ class TextClassificationData(pl.LightningDataModule):
     """Loaders over pre-tokenized splits with dynamic padding."""
 
     def __init__(self, tokenized: DatasetDict, tokenizer, batch_size: int, eval_batch_size: int,
-                 num_workers: int = 0):
+                 num_workers: int = 0, pad_to: int | None = None):
         super().__init__()
         self.tokenized = tokenized.with_format("torch")
-        self.collate = DataCollatorWithPadding(tokenizer)
+        # pad_to fixes the shape of every batch (static shapes for compilers and fair timing).
+        padding = "max_length" if pad_to else "longest"
+        self.collate = DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

@@ -56,6 +56,12 @@ def device_name(cfg: DictConfig) -> str:
     return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
+def build_datamodule(cfg: DictConfig, inputs: Inputs) -> data.TextClassificationData:
+    pad_to = cfg.data.max_length if cfg.data.get("pad_to_max_length") else None
+    return data.TextClassificationData(inputs.tokenized, inputs.tokenizer, cfg.data.batch_size,
+                                       cfg.data.eval_batch_size, cfg.data.num_workers, pad_to)
+
+
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     callbacks: list[pl.Callback] = []
     if cfg.early_stopping.enabled:
@@ -80,8 +86,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
     trainable, total = count_parameters(model)
     module = ClassificationModule(model, cfg.optim, len(inputs.labels),
                                   save_full_weights=cfg.adapter.name == "full")
-    datamodule = data.TextClassificationData(inputs.tokenized, inputs.tokenizer, cfg.data.batch_size,
-                                             cfg.data.eval_batch_size, cfg.data.num_workers)
+    datamodule = build_datamodule(cfg, inputs)
     timer = measure.StepTimer()
     with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
         logger = False
