@@ -105,6 +105,8 @@ def main() -> None:
     replayed = replay(done(unpruned), spec.pruner, target)
     startup = [t.user_attrs["startup_s"] for s in (pruned, unpruned) for t in s.trials
                if t.user_attrs.get("startup_s") is not None and t.number > 0]  # #0 waits for the fork server
+    setup = [t.user_attrs["setup_s"] for s in (pruned, unpruned) for t in s.trials
+             if t.user_attrs.get("setup_s") is not None and t.number > 0]
     result = {
         "space": "sweeps/default.yaml", "sampler": spec.sampler, "pruner": spec.pruner, "overrides": overrides,
         "n_trials": args.trials, "best_unpruned_val_acc": best, "target_val_acc": target,
@@ -123,6 +125,8 @@ def main() -> None:
         "trial_startup_s": {"median": statistics.median(startup) if startup else None,
                             "max": max(startup, default=None), "n": len(startup),
                             "what": "child process start -> end of first optimizer step (fork server warm)"},
+        "trial_setup_s": {"median": statistics.median(setup) if setup else None, "max": max(setup, default=None),
+                          "what": "child process start -> start of first batch (all fixed cost, no step compute)"},
     }
     out = ROOT / "bench" / "results" / "sweep.json"
     out.parent.mkdir(parents=True, exist_ok=True)

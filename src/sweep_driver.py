@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import optuna
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from src import tracking
@@ -20,11 +21,23 @@ from src.sweep_tracking import SweepRuns
 from src.trial_runner import TrialJob, TrialOutcome, run_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+RDB_SCHEMES = {"sqlite", "postgresql", "mysql"}
+HEARTBEAT_S = 20
+
+
+def _engine_kwargs(url: str) -> dict:
+    # The trial process writes to the same SQLite file: wait for its lock rather than fail.
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
 
 
 def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
     """Create the study, or load it to resume; the objectives must match the stored ones."""
     tracking.tracking_uri(storage)  # creates the folder of a relative sqlite:/// path
+    if storage.split(":", 1)[0].split("+")[0] in RDB_SCHEMES:
+        # Heartbeats (sent while a trial process runs) let a later run mark the trials of a
+        # killed sweep as FAIL instead of leaving them RUNNING forever.
+        storage = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                                             engine_kwargs=_engine_kwargs(storage))
     try:
         existing = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
@@ -38,6 +51,7 @@ def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
                                 sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
                                 directions=spec.directions)
+    optuna.storages.fail_stale_trials(study)
     if n_existing == 0:  # known-good starting points run first (a fresh study only)
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
@@ -60,6 +74,8 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
         study.set_user_attr(key, value)
     progress = Progress(spec, study_name, n_trials)
     started, status = time.time(), "FAILED"
+    deadline = started + timeout if timeout is not None else None
+    trial_cap = _seconds(OmegaConf.select(base, "trainer.max_time", default=None))
     context = dict(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
                    overrides=[*spec.base, *overrides], log_dir=Path(base.paths.root) / "sweeps" / study_name)
     try:
@@ -70,7 +86,7 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
             if getattr(study.sampler, "is_exhausted", lambda _: False)(study):
                 print(f"[sweep {study_name}] grid exhausted; stopping", flush=True)
                 break
-            progress.line(study, one_trial(**context))
+            progress.line(study, one_trial(**context, max_time=_trial_budget(deadline, trial_cap)))
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -84,7 +100,27 @@ def _finished(study: optuna.Study) -> int:
     return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
 
 
-def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir) -> optuna.trial.FrozenTrial:
+def _seconds(max_time) -> float | None:
+    """Lightning's max_time as seconds: 'DD:HH:MM:SS' or a {days, hours, minutes, seconds} map."""
+    if max_time is None:
+        return None
+    if isinstance(max_time, str):
+        days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return sum(float(max_time.get(k, 0)) * f for k, f in
+               (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1)))
+
+
+def _trial_budget(deadline: float | None, trial_cap: float | None) -> float | None:
+    """The sweep timeout is a wall budget: a trial may train only until it runs out, and never
+    longer than the file's own per-trial trainer.max_time."""
+    left = None if deadline is None else max(1.0, deadline - time.time())
+    caps = [c for c in (left, trial_cap) if c is not None]
+    return min(caps) if caps else None
+
+
+def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir,
+              max_time: float | None = None) -> optuna.trial.FrozenTrial:
     trial = study.ask()
     suggestion = suggest(trial, spec.space)
     method = suggestion.values.get(method_of(spec) or "", "")
@@ -94,13 +130,13 @@ def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir) -> opt
     log_path = str(log_dir / f"trial-{trial.number:04d}.log") if quiet else None
     job = TrialJob(
         study_name=study.study_name, storage=storage, trial_id=trial._trial_id, number=trial.number,
-        overrides=[*overrides, *suggestion.overrides, *trial_settings(run_name, uri, quiet)],
+        overrides=[*overrides, *suggestion.overrides, *trial_settings(run_name, uri, quiet, max_time)],
         pruner=spec.pruner, prune=spec.prunes, monitor=spec.metrics[0],
         parent_run_id=runs.run_id, tags=tags, cwd=os.getcwd(), quiet=quiet, log_path=log_path)
     for key, value in {"method": method, "fixed": suggestion.fixed, "overrides": suggestion.overrides}.items():
         trial.set_user_attr(key, value)
     try:
-        outcome = run_trial(job)
+        outcome = run_trial(job, heartbeat=_heartbeat(study, trial))
     except KeyboardInterrupt:  # Ctrl-C reaches the trial process too; do not leave it RUNNING
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -113,10 +149,21 @@ def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir) -> opt
     return frozen
 
 
-def trial_settings(run_name: str, uri: str, quiet: bool) -> list[str]:
+def _heartbeat(study, trial):
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
+        return None
+    return lambda: storage.record_heartbeat(trial._trial_id)
+
+
+def trial_settings(run_name: str, uri: str, quiet: bool, max_time: float | None = None) -> list[str]:
     """Per-trial overrides: no end summary or checkpoints (a sweep compares, it does not keep),
-    the parent's MLflow store (the fork server's environment may be older than ours)."""
+    the parent's MLflow store (the fork server's environment may be older than ours), and the
+    time this trial may train (Lightning stops gracefully at max_time; the run is still measured)."""
     out = ["summary=false", "checkpoint.enabled=false", f"run_name={run_name}", f"logger.tracking_uri={uri}"]
+    if max_time is not None:
+        secs = int(max_time)  # Lightning's string form: a dict would arrive as a DictConfig
+        out.append(f"++trainer.max_time=00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}")
     return out + (["trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"] if quiet else [])
 
 
@@ -134,7 +181,7 @@ def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> 
     values = [metrics.get(m) for m in spec.metrics]
     attrs = {"metrics": metrics, "state": outcome.state, "run_id": outcome.run_id,
              "pruned_at_step": outcome.pruned_at_step, "fail_reason": outcome.fail_reason,
-             "traceback": outcome.traceback, "startup_s": outcome.startup_s, "wall_s": outcome.wall_s}
+             "traceback": outcome.traceback, "startup_s": outcome.startup_s, "setup_s": outcome.setup_s, "wall_s": outcome.wall_s}
     for key, value in attrs.items():
         if value is not None:
             trial.set_user_attr(key, value)

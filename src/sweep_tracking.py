@@ -56,8 +56,9 @@ class SweepRuns:
             state_tags["fail_reason"] = outcome.fail_reason[:5000]
         for key, value in state_tags.items():
             self.client.set_tag(run_id, key, value)
-        if outcome.startup_s is not None:
-            self.client.log_metric(run_id, "time/trial_startup_s", outcome.startup_s)
+        for key, value in (("time/trial_startup_s", outcome.startup_s), ("time/trial_setup_s", outcome.setup_s)):
+            if value is not None:
+                self.client.log_metric(run_id, key, value)
         if log_path and Path(log_path).is_file():
             self.client.log_artifact(run_id, log_path)
         self.client.set_terminated(run_id, STATUS[outcome.state])

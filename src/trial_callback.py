@@ -20,6 +20,7 @@ class TrialCallback(pl.Callback):
         self.trial = None
         self.run_id: str | None = None
         self.startup_s: float | None = None
+        self.setup_s: float | None = None
         self.pruned_at_step: int | None = None
         self.elapsed: dict[str, float] = {}
         self.fit_started = time.perf_counter()
@@ -31,6 +32,10 @@ class TrialCallback(pl.Callback):
         if self.job.prune:
             self.trial = _load_trial(self.job)
         self.fit_started = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.setup_s is None:  # everything before the first step's compute: the fixed cost
+            self.setup_s = time.time() - self.job.launched_at
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.startup_s is None:

@@ -23,6 +23,10 @@ for _name in ("BertForSequenceClassification", "LlamaForSequenceClassification",
 for _name in ("LoraConfig", "PrefixTuningConfig", "PromptTuningConfig", "IA3Config", "get_peft_model"):
     getattr(peft, _name)
 try:  # optional: quantized trials need it, others do not
+    import logging
+
+    # Its CPU backend warns at import that an optional kernels package is missing: noise per sweep.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     import bitsandbytes  # noqa: F401
 except ImportError:
     pass

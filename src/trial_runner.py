@@ -48,6 +48,7 @@ class TrialOutcome:
     fail_reason: str | None = None
     traceback: str | None = None
     startup_s: float | None = None  # child start -> end of the first optimizer step
+    setup_s: float | None = None  # child start -> start of the first batch (no training compute)
     wall_s: float = 0.0
 
 
@@ -63,8 +64,9 @@ def trial_context():
     return _CONTEXT
 
 
-def run_trial(job: TrialJob) -> TrialOutcome:
-    """Run one trial in its own process and map how it ended to an outcome."""
+def run_trial(job: TrialJob, heartbeat=None, every_s: float = 10.0) -> TrialOutcome:
+    """Run one trial in its own process and map how it ended to an outcome; call heartbeat()
+    every few seconds while waiting (Optuna marks trials without heartbeats stale)."""
     ctx = trial_context()
     receiver, sender = ctx.Pipe(duplex=False)
     job.launched_at = time.time()
@@ -73,7 +75,11 @@ def run_trial(job: TrialJob) -> TrialOutcome:
     sender.close()  # our copy: the pipe then reports EOF when the child exits, even on a crash
     run_id, result = None, None
     while result is None:
+        if heartbeat is not None:
+            heartbeat()
         try:
+            if not receiver.poll(every_s):
+                continue
             kind, payload = receiver.recv()
         except (EOFError, OSError):
             break
@@ -109,7 +115,8 @@ def child_main(job: TrialJob, conn) -> None:
         metrics = train(cfg, callbacks=[callback], parent_run_id=job.parent_run_id, extra_tags=job.tags)
         state = "PRUNED" if callback.pruned_at_step is not None else "COMPLETE"
         conn.send(("done", {"state": state, "metrics": metrics, "run_id": callback.run_id,
-                            "pruned_at_step": callback.pruned_at_step, "startup_s": callback.startup_s}))
+                            "pruned_at_step": callback.pruned_at_step, "startup_s": callback.startup_s,
+                            "setup_s": callback.setup_s}))
     except BaseException as err:  # noqa: BLE001 - every failure must reach the parent
         conn.send(("fail", {"state": "FAIL", "run_id": callback.run_id or _last_run_id(),
                             "fail_reason": _reason(err), "startup_s": callback.startup_s,

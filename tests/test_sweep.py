@@ -52,10 +52,10 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
     path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
     spec = load_spec(path, overrides)
     run_sweep(spec, "tiny", storage, quiet=True, overrides=overrides)
-    study = run_sweep(spec, "tiny", storage, n_trials=5, quiet=True, overrides=overrides)  # resume
+    study = run_sweep(spec, "tiny", storage, n_trials=4, quiet=True, overrides=overrides)  # resume
 
     trials = study.trials
-    assert [t.number for t in trials] == [0, 1, 2, 3, 4]  # resumed, not renumbered
+    assert [t.number for t in trials] == [0, 1, 2, 3]  # resumed, not renumbered
     states = {t.params["method"]: set() for t in trials}
     for t in trials:
         states[t.params["method"]].add(t.state.name)
@@ -73,7 +73,7 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
     parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
     assert len(parents) == 2  # one parent run per invocation
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
-    assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3, 4]
+    assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3]
     for run in children:
         trial = trials[int(run.data.tags["trial"])]
         assert run.data.tags["trial_state"] == trial.state.name
@@ -112,7 +112,8 @@ def test_multi_objective_sweep_has_a_pareto_set_and_never_prunes(sweep_env, stor
     text = SWEEP.format(base=TINY).replace(
         "objectives: [{metric: val/acc, direction: maximize}]",
         "objectives: [{metric: val/acc, direction: maximize}, {metric: mem/peak_mb, direction: minimize},"
-        " {metric: time/train_s, direction: minimize}]").replace("name: random", "name: nsgaii")
+        " {metric: time/train_s, direction: minimize}]").replace("name: random", "name: nsgaii").replace(
+        "n_trials: 3", "n_trials: 2")
     path, storage, overrides = sweep_env(text)
     study = run_sweep(load_spec(path, overrides), "multi", storage, quiet=True, overrides=overrides)
     assert all(t.state.name == "COMPLETE" and len(t.values) == 3 for t in study.trials)
@@ -168,3 +169,38 @@ def test_cli_args_split_into_settings_and_trial_overrides():
     assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
     with pytest.raises(ConfigError, match="n_trials"):
         parse_args(["n_trials=many"])
+
+
+def test_derive_is_arithmetic_only_and_timeout_becomes_a_trial_budget():
+    from src.sweep_driver import _seconds, _trial_budget, trial_settings
+    from src.sweep_params import evaluate
+
+    assert evaluate("2 * rank", {"rank": 8}) == 16
+    assert evaluate("max(4, rank // 2) + 0.5", {"rank": 4}) == 4.5
+    for bad in ("__import__('os')", "rank.__class__", "[rank]", "open('x')", "lr"):
+        with pytest.raises(ValueError):
+            evaluate(bad, {"rank": 8})
+    # The sweep timeout caps each trial's training so the sweep's wall time holds.
+    assert _trial_budget(None, None) is None
+    assert _trial_budget(None, 150) == 150
+    import time
+
+    assert 55 <= _trial_budget(time.time() + 60, 150) <= 60
+    [cap] = [o for o in trial_settings("r", "u", True, 3725) if "max_time" in o]
+    assert cap == "++trainer.max_time=00:01:02:05" and _seconds(cap.split("=")[1]) == 3725
+
+
+def test_trials_of_a_killed_sweep_are_failed_on_resume(sweep_env, monkeypatch):
+    import time
+
+    from src import sweep_driver
+
+    monkeypatch.setattr(sweep_driver, "HEARTBEAT_S", 1)
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    spec = load_spec(path, overrides)
+    study = sweep_driver.open_study(spec, "killed", storage)
+    trial = study.ask()  # as if the sweep died while this trial ran
+    sweep_driver._heartbeat(study, trial)()
+    time.sleep(3.5)
+    resumed = sweep_driver.open_study(spec, "killed", storage)
+    assert resumed.trials[0].state.name == "FAIL"
