@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import optuna  # noqa: E402
+import optuna
 
-from src.sweep_driver import run_sweep  # noqa: E402
-from src.sweep_spec import build_pruner, load_spec  # noqa: E402
+from src.sweep_driver import run_sweep
+from src.sweep_spec import build_pruner, load_spec
 
 STORAGE = "sqlite:///mlruns/optuna.db"
 POINT = 0.01
@@ -97,7 +97,7 @@ def main() -> None:
     spec_off.pruner = {"name": "none"}
     unpruned, unpruned_wall = arm(f"{args.prefix}-unpruned", spec_off, args.trials, overrides)
 
-    done = lambda s: [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]  # noqa: E731
+    done = lambda s: [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
     best = max(t.values[0] for t in unpruned.trials if t.state.name == "COMPLETE")
     target = best - POINT
     cost_off = cost_to_reach(done(unpruned), target)

@@ -41,6 +41,16 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
     return settings, overrides
 
 
+def _interrupt_on_sigterm() -> None:
+    """CI cancels with SIGTERM: treat it like Ctrl-C so the trial and MLflow runs get closed."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None):
     from src.sweep_spec import load_spec
 
@@ -52,6 +62,7 @@ def main(argv: list[str] | None = None):
     from src.report import write_report
     from src.sweep_driver import run_sweep
 
+    _interrupt_on_sigterm()
     study_name = settings.get("study_name", spec.name)
     storage = settings.get("storage", DEFAULT_STORAGE)
     study = run_sweep(spec, study_name, storage, n_trials=settings.get("n_trials"),

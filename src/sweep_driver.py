@@ -46,8 +46,8 @@ def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
     if existing is not None:
         stored = [d.name.lower() for d in existing.directions]
         if stored != spec.directions:
-            raise ConfigError([f"study '{study_name}' in {storage} has directions {stored}, the sweep file "
-                               f"says {spec.directions}; pick another study_name"])
+            raise ConfigError([(f"study '{study_name}' in {storage} has directions {stored}, the sweep file "
+                               f"says {spec.directions}; pick another study_name")])
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
                                 sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
                                 directions=spec.directions)
@@ -76,8 +76,8 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
     started, status = time.time(), "FAILED"
     deadline = started + timeout if timeout is not None else None
     trial_cap = _seconds(OmegaConf.select(base, "trainer.max_time", default=None))
-    context = dict(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
-                   overrides=[*spec.base, *overrides], log_dir=Path(base.paths.root) / "sweeps" / study_name)
+    context = {"spec": spec, "study": study, "storage": storage, "runs": runs, "uri": uri, "quiet": quiet,
+                   "overrides": [*spec.base, *overrides], "log_dir": Path(base.paths.root) / "sweeps" / study_name}
     try:
         while _finished(study) < n_trials:
             if timeout is not None and time.time() - started > timeout:

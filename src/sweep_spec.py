@@ -77,7 +77,7 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
         raise ConfigError([f"sweep={name}: no such file {path}; shipped sweeps are {known}"])
     try:  # OmegaConf's YAML loader, like conf/: it reads 1e-4 as a float (PyYAML: a string)
         raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
-    except Exception as err:  # noqa: BLE001 - yaml and omegaconf raise several types
+    except Exception as err:
         raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: must be a mapping with keys {sorted(TOP_KEYS)}"])

@@ -74,19 +74,24 @@ def run_trial(job: TrialJob, heartbeat=None, every_s: float = 10.0) -> TrialOutc
     proc.start()
     sender.close()  # our copy: the pipe then reports EOF when the child exits, even on a crash
     run_id, result = None, None
-    while result is None:
-        if heartbeat is not None:
-            heartbeat()
-        try:
-            if not receiver.poll(every_s):
-                continue
-            kind, payload = receiver.recv()
-        except (EOFError, OSError):
-            break
-        if kind == "run":
-            run_id = payload
-        else:
-            result = (kind, payload)
+    try:
+        while result is None:
+            if heartbeat is not None:
+                heartbeat()
+            try:
+                if not receiver.poll(every_s):
+                    continue
+                kind, payload = receiver.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "run":
+                run_id = payload
+            else:
+                result = (kind, payload)
+    except BaseException:  # Ctrl-C / SIGTERM of the sweep: do not leave the trial training alone
+        proc.terminate()
+        proc.join(10)
+        raise
     proc.join()
     wall = time.time() - job.launched_at
     if result is None:
