@@ -154,17 +154,22 @@ def _cap(ds: Dataset, limit: int | None, seed: int) -> Dataset:
 
 
 # --- tokenization with an on-disk cache ---------------------------------------------------
-def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int, cache_dir: str) -> DatasetDict:
-    """Tokenize once per (data content, tokenizer, max_length); later runs load from disk."""
-    folder = Path(cache_dir) / "tokenized" / _cache_key(splits, tokenizer, max_length)
-    if (folder / "dataset_dict.json").exists():
-        return load_from_disk(str(folder))
-
+def tokenize_classification(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
     def encode(batch):
         return tokenizer(batch["text"], truncation=True, max_length=max_length)
 
-    tokenized = splits.map(encode, batched=True, remove_columns=["text"])
-    tokenized = tokenized.rename_column("label", "labels")
+    return splits.map(encode, batched=True, remove_columns=["text"]).rename_column("label", "labels")
+
+
+def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int, cache_dir: str,
+                    tokenize=tokenize_classification) -> DatasetDict:
+    """tokenize(splits, tokenizer, max_length) once per (data content, tokenizer, max_length,
+    tokenize function); later runs load the result from disk."""
+    key = _cache_key(splits, tokenizer, f"{tokenize.__module__}.{tokenize.__name__}|{max_length}")
+    folder = Path(cache_dir) / "tokenized" / key
+    if (folder / "dataset_dict.json").exists():
+        return load_from_disk(str(folder))
+    tokenized = tokenize(splits, tokenizer, max_length)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-")
     tokenized.save_to_disk(tmp)
@@ -175,26 +180,24 @@ def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int, cache_dir: 
     return load_from_disk(str(folder))
 
 
-def _cache_key(splits: DatasetDict, tokenizer, max_length: int) -> str:
+def _cache_key(splits: DatasetDict, tokenizer, extra: str) -> str:
     digest = hashlib.sha256(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|"
-                            f"{tokenizer.padding_side}|{max_length}".encode())
+                            f"{tokenizer.padding_side}|{tokenizer.chat_template}|{extra}".encode())
     for name in SPLITS:
         digest.update(name.encode())
-        for text, label in zip(splits[name]["text"], splits[name]["label"]):
-            digest.update(f"{label}\t{text}\n".encode())
+        columns = [splits[name][c] for c in sorted(splits[name].column_names)]
+        for row in zip(*columns):
+            digest.update(("\t".join(map(str, row)) + "\n").encode())
     return digest.hexdigest()[:20]
 
 
-class TextClassificationData(pl.LightningDataModule):
-    """Loaders over pre-tokenized splits with dynamic padding."""
+class TokenizedData(pl.LightningDataModule):
+    """Loaders over pre-tokenized splits; the collate function pads each batch."""
 
-    def __init__(self, tokenized: DatasetDict, tokenizer, batch_size: int, eval_batch_size: int,
-                 num_workers: int = 0, pad_to: int | None = None):
+    def __init__(self, tokenized: DatasetDict, collate, batch_size: int, eval_batch_size: int,
+                 num_workers: int = 0):
         super().__init__()
-        self.tokenized = tokenized.with_format("torch")
-        # pad_to fixes the shape of every batch (static shapes for compilers and fair timing).
-        padding = "max_length" if pad_to else "longest"
-        self.collate = DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)
+        self.tokenized, self.collate = tokenized, collate
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
@@ -209,3 +212,9 @@ class TextClassificationData(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
+def classification_collator(tokenizer, pad_to: int | None = None) -> DataCollatorWithPadding:
+    """Dynamic padding; pad_to fixes every batch's shape (static shapes, fair timing)."""
+    padding = "max_length" if pad_to else "longest"
+    return DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)

@@ -82,23 +82,27 @@ def write_pareto_html(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_optuna_plots(study, out_dir: Path) -> list[Path]:
-    """Optuna's plots, each skipped (with a note) when the study has too few trials for it."""
+    """Optuna's plots in one offline HTML page (plotly.js, ~5 MB, inlined once rather than per
+    plot); a plot is skipped (with a note) when the study has too few trials for it."""
     import optuna.visualization as vis
 
     multi = len(study.directions) > 1
     kwargs = {"target": (lambda t: t.values[0]), "target_name": "objective 0"} if multi else {}
-    written = []
-    for name, plot in (("optimization_history", vis.plot_optimization_history),
-                       ("param_importances", vis.plot_param_importances),
-                       ("parallel_coordinate", vis.plot_parallel_coordinate)):
+    parts = []
+    for name, plot in (("optimization history", vis.plot_optimization_history),
+                       ("parameter importances", vis.plot_param_importances),
+                       ("parallel coordinates", vis.plot_parallel_coordinate)):
         try:
             fig = plot(study, **kwargs)
-            path = out_dir / f"optuna_{name}.html"
-            fig.write_html(path, include_plotlyjs=True)
-            written.append(path)
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
         except Exception as err:  # noqa: BLE001 - e.g. too few complete trials for importances
             print(f"[report] skipped {name}: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
-    return written
+    if not parts:
+        return []
+    path = out_dir / "optuna_plots.html"
+    path.write_text(f"<html><head><meta charset='utf-8'><title>{study.study_name}</title></head><body>"
+                    + "\n".join(parts) + "</body></html>")
+    return [path]
 
 
 def write_report(study, out_dir: str | Path | None = None) -> Path | None:

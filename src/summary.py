@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 ROWS = [
-    ("accuracy", [("val/acc", "val acc", "{:.4f}"), ("test/acc", "test acc", "{:.4f}")]),
+    ("accuracy", [("val/acc", "val acc", "{:.4f}"), ("test/acc", "test acc", "{:.4f}"),
+                  ("val/perplexity", "val ppl", "{:.2f}"), ("test/perplexity", "test ppl", "{:.2f}")]),
     ("memory", [("mem/peak_mb", "peak MB", "{:.0f}"), ("mem/weights_mb", "weights MB", "{:.1f}"),
                 ("mem/optimizer_mb", "optimizer MB", "{:.1f}")]),
     ("time", [("time/train_s", "train s", "{:.1f}"), ("time/step_ms", "step ms", "{:.1f}"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -32,6 +33,9 @@ def _engine_kwargs(url: str) -> dict:
 
 def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
     """Create the study, or load it to resume; the objectives must match the stored ones."""
+    # Heartbeats are "experimental" and "meant for optimize()": we send them ourselves (ask/tell).
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     tracking.tracking_uri(storage)  # creates the folder of a relative sqlite:/// path
     if storage.split(":", 1)[0].split("+")[0] in RDB_SCHEMES:
         # Heartbeats (sent while a trial process runs) let a later run mark the trials of a

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from src import data, measure, models, tracking, validate
 from src.adapters import apply_adapter, count_parameters
 from src.errors import ConfigError
-from src.module import ClassificationModule
+from src.tasks import TASKS
 from src.summary import format_summary
 
 
@@ -43,12 +43,14 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
         tokenizer = models.load_tokenizer(models.resolve_tokenizer_path(cfg.model, model_path))
     except ConfigError as err:
         problems += err.problems
+    task = TASKS[cfg.task.name]
     try:
-        splits, labels = data.load_splits(cfg.data, cfg.seed)
+        splits, labels = task.load_splits(cfg, cfg.seed)
     except ConfigError as err:
         problems += err.problems
     validate.raise_if(problems)
-    tokenized = data.tokenize_cached(splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir)
+    tokenized = data.tokenize_cached(splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir,
+                                     tokenize=task.tokenize)
     return Inputs(model_path, tokenizer, tokenized, labels)
 
 
@@ -56,17 +58,19 @@ def device_name(cfg: DictConfig) -> str:
     return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
-def build_datamodule(cfg: DictConfig, inputs: Inputs) -> data.TextClassificationData:
-    pad_to = cfg.data.max_length if cfg.data.get("pad_to_max_length") else None
-    return data.TextClassificationData(inputs.tokenized, inputs.tokenizer, cfg.data.batch_size,
-                                       cfg.data.eval_batch_size, cfg.data.num_workers, pad_to)
+def build_datamodule(cfg: DictConfig, inputs: Inputs) -> data.TokenizedData:
+    collate = TASKS[cfg.task.name].collator(cfg, inputs.tokenizer)
+    return data.TokenizedData(inputs.tokenized, collate, cfg.data.batch_size,
+                              cfg.data.eval_batch_size, cfg.data.num_workers)
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     callbacks: list[pl.Callback] = []
     if cfg.early_stopping.enabled:
+        # strict=False: a run that ends before its first validation has nothing to compare yet;
+        # the monitor's name itself is validated up front.
         callbacks.append(EarlyStopping(monitor=cfg.early_stopping.monitor, mode=cfg.early_stopping.mode,
-                                       patience=cfg.early_stopping.patience))
+                                       patience=cfg.early_stopping.patience, strict=False))
     if cfg.checkpoint.enabled:
         callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint.dir, save_last=True, save_top_k=0,
                                          every_n_train_steps=cfg.checkpoint.every_n_train_steps))
@@ -84,8 +88,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
     model = models.load_model(cfg, inputs.model_path, len(inputs.labels), inputs.tokenizer.pad_token_id)
     model = apply_adapter(model, cfg)
     trainable, total = count_parameters(model)
-    module = ClassificationModule(model, cfg.optim, len(inputs.labels),
-                                  save_full_weights=cfg.adapter.name == "full")
+    module = TASKS[cfg.task.name].module(cfg, model, inputs.tokenizer, inputs.labels)
     datamodule = build_datamodule(cfg, inputs)
     timer = measure.StepTimer()
     with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
@@ -110,7 +113,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
             "params/trainable_pct": 100.0 * trainable / total,
             "train/steps": float(trainer.global_step),
         }
-        metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc")))
+        metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc", "val/perplexity")))
         metrics.update(_logged_test(trainer, module, datamodule))
         if run is not None:
             tracking.log_final_metrics(metrics, step=trainer.global_step)

@@ -51,6 +51,9 @@ RULES: list[tuple[str, Callable[[object], bool], str]] = [
     ("data.labels", lambda v: v is None or (isinstance(v, list) and len(set(map(str, v))) >= 2),
      "null or a list of at least 2 distinct label names"),
     ("early_stopping.patience", lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    ("early_stopping.monitor", lambda v: v in ("val/acc", "val/loss", "val/perplexity"),
+     "one of val/acc, val/loss, val/perplexity"),
+    ("early_stopping.mode", lambda v: v in ("min", "max"), "min or max"),
 ]
 
 
@@ -80,6 +83,13 @@ def combination_problems(cfg: DictConfig) -> list[str]:
     if "8bit" in str(OmegaConf.select(cfg, "optim.optimizer._target_", default="")).lower() and \
             importlib.util.find_spec("bitsandbytes") is None:
         problems.append("optim=adamw8bit needs bitsandbytes: pip install bitsandbytes")
+    if cfg.task.name == "generation" and cfg.data.get("format") == "pairs" and \
+            cfg.early_stopping.monitor == "val/acc":
+        problems.append(f"data={cfg.data.name} has no labels, so no val/acc: set "
+                        "early_stopping.monitor=val/perplexity early_stopping.mode=min")
+    if cfg.task.name == "classification" and cfg.data.get("format") == "pairs":
+        problems.append(f"data={cfg.data.name} holds prompt -> response pairs without labels: "
+                        "use task=generation")
     if cfg.precision.name == "16-mixed" and cfg.trainer.accelerator == "cpu":
         problems.append("precision=16-mixed needs a GPU (trainer=gpu); on CPU use 32-true, "
                         "bf16-mixed or bf16-true")

@@ -1,0 +1,54 @@
+"""Task kinds share models, adapters, quantization and precision; each brings its own data
+preparation, batch collation and LightningModule. Chosen by cfg.task.name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from datasets import DatasetDict
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from src import data, sft
+from src.module import ClassificationModule
+from src.sft_module import GenerationModule
+
+
+@dataclass(frozen=True)
+class Task:
+    load_splits: Callable[[DictConfig, int], tuple[DatasetDict, list[str]]]
+    tokenize: Callable
+    collator: Callable[[DictConfig, object], object]
+    module: Callable[[DictConfig, object, object, list[str]], object]
+
+
+def _classification_collator(cfg, tokenizer):
+    return data.classification_collator(tokenizer, cfg.data.max_length if cfg.data.pad_to_max_length else None)
+
+
+def _classification_module(cfg, model, tokenizer, labels):
+    return ClassificationModule(model, cfg.optim, len(labels), save_full_weights=cfg.adapter.name == "full")
+
+
+def _generation_splits(cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[str]]:
+    """Labelled data becomes instructions answered by the label word; pair data (prompt ->
+    response, e.g. chatterbot) is split at random and scored by perplexity only."""
+    if cfg.data.get("format") == "pairs":
+        pairs = instantiate(cfg.data.source)
+        return sft.split_pairs(pairs, cfg.data.val_size, cfg.data.test_size, seed), []
+    splits, labels = data.load_splits(cfg.data, seed)
+    return sft.instructions_from_labels(splits, cfg.task.instruction, labels), labels
+
+
+def _generation_module(cfg, model, tokenizer, labels):
+    return GenerationModule(model, cfg.optim, tokenizer, labels, cfg.task.max_new_tokens,
+                            save_full_weights=cfg.adapter.name == "full")
+
+
+TASKS = {
+    "classification": Task(lambda cfg, seed: data.load_splits(cfg.data, seed), data.tokenize_classification,
+                           _classification_collator, _classification_module),
+    "generation": Task(_generation_splits, sft.tokenize_sft,
+                       lambda cfg, tok: sft.SFTCollator(tok.pad_token_id), _generation_module),
+}
