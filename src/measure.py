@@ -70,9 +70,20 @@ def tensor_mb(tensors) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
-def weights_mb(model: torch.nn.Module) -> float:
-    """Bytes of parameters and buffers as stored (4-bit weights count as packed bytes)."""
-    return tensor_mb(list(model.parameters()) + list(model.buffers()))
+def weights_mb(model: torch.nn.Module, skip_embeddings: bool = False) -> float:
+    """Bytes of parameters and buffers as stored (4-bit weights count as packed bytes), each
+    storage once (tied weights). skip_embeddings drops token/position embeddings and any weight
+    tied to them (a tied LM head): the part quantization actually shrinks."""
+    skip = set()
+    if skip_embeddings:
+        skip = {p.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)
+                for p in m.parameters()}
+    seen, tensors = set(), []
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.data_ptr() not in seen and t.data_ptr() not in skip:
+            seen.add(t.data_ptr())
+            tensors.append(t)
+    return tensor_mb(tensors)
 
 
 def optimizer_mb(optimizer: torch.optim.Optimizer) -> float:

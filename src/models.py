@@ -90,13 +90,14 @@ def quantization_config(quant_cfg: DictConfig, head_modules: list[str]):
     return instantiate(quant_cfg.bnb, llm_int8_skip_modules=skip, _convert_="all")
 
 
-def load_model(cfg: DictConfig, model_path: str, num_labels: int, pad_token_id: int | None):
-    """Load the task model from a folder/name, quantized per cfg.quant."""
+def load_model(cfg: DictConfig, model_path: str, num_labels: int, pad_token_id: int | None,
+               quant_cfg: DictConfig | None = None):
+    """Load the task model from a folder/name, quantized per quant_cfg (default cfg.quant)."""
     auto_class = get_class(cfg.task.auto_class)
     kwargs: dict = {"dtype": torch.float32}
     if cfg.task.peft_task_type == "SEQ_CLS":
         kwargs["num_labels"] = num_labels
-    bnb = quantization_config(cfg.quant, cfg.model.head_modules)
+    bnb = quantization_config(quant_cfg if quant_cfg is not None else cfg.quant, cfg.model.head_modules)
     if bnb is not None:
         kwargs.update(quantization_config=bnb, device_map=_device_map(cfg))
     model = auto_class.from_pretrained(model_path, **kwargs)

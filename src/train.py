@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from src import data, measure, models, tracking, validate
 from src.adapters import apply_adapter, count_parameters
 from src.errors import ConfigError
+from src.evals import build_evaluations
 from src.tasks import TASKS
 from src.summary import format_summary
 
@@ -85,41 +86,53 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
     device = device_name(cfg)
     memory = measure.PeakMemory(device)
     memory.baseline()
-    model = models.load_model(cfg, inputs.model_path, len(inputs.labels), inputs.tokenizer.pad_token_id)
-    model = apply_adapter(model, cfg)
-    trainable, total = count_parameters(model)
-    module = TASKS[cfg.task.name].module(cfg, model, inputs.tokenizer, inputs.labels)
+    model = apply_adapter(models.load_model(cfg, inputs.model_path, len(inputs.labels),
+                                            inputs.tokenizer.pad_token_id), cfg)
+    task = TASKS[cfg.task.name]
+    module = task.module(cfg, model, inputs.tokenizer, inputs.labels)
     datamodule = build_datamodule(cfg, inputs)
+    evaluations = build_evaluations(cfg, inputs.tokenizer,
+                                    lambda m: task.module(cfg, m, inputs.tokenizer, inputs.labels))
+    for evaluation in evaluations:
+        evaluation.before_fit(module)
     timer = measure.StepTimer()
     with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
-        logger = False
-        if run is not None:
-            logger = MLFlowLogger(tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri),
-                                  run_id=run.info.run_id)
-        trainer = pl.Trainer(**cfg.trainer, precision=cfg.precision.name, logger=logger,
+        trainer = pl.Trainer(**cfg.trainer, precision=cfg.precision.name, logger=_logger(cfg, run),
                              callbacks=[timer, *build_callbacks(cfg), *(callbacks or [])],
                              default_root_dir=cfg.paths.output_dir)
         memory.start()
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        train_s = time.perf_counter() - start
-        metrics = {
-            "mem/peak_mb": memory.peak_mb(),
-            "mem/weights_mb": measure.weights_mb(model),
-            "mem/optimizer_mb": measure.optimizer_mb(trainer.optimizers[0]) if trainer.optimizers else 0.0,
-            "time/train_s": train_s, "time/step_ms": timer.step_ms(),
-            "throughput/tokens_per_s": timer.tokens_per_s(),
-            "params/trainable": float(trainable), "params/total": float(total),
-            "params/trainable_pct": 100.0 * trainable / total,
-            "train/steps": float(trainer.global_step),
-        }
+        metrics = {"time/train_s": time.perf_counter() - start, "mem/peak_mb": memory.peak_mb(),
+                   **measurements(model, trainer, timer)}
         metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc", "val/perplexity")))
         metrics.update(_logged_test(trainer, module, datamodule))
+        for evaluation in evaluations:
+            metrics.update(evaluation.after_fit(module, datamodule))
         if run is not None:
             tracking.log_final_metrics(metrics, step=trainer.global_step)
     if cfg.summary:
         print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
     return metrics
+
+
+def _logger(cfg: DictConfig, run) -> MLFlowLogger | bool:
+    """Lightning logs the curves (train/loss, val/*) into the run we opened."""
+    if run is None:
+        return False
+    return MLFlowLogger(tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri), run_id=run.info.run_id)
+
+
+def measurements(model, trainer: pl.Trainer, timer: measure.StepTimer) -> dict[str, float]:
+    trainable, total = count_parameters(model)
+    return {
+        "mem/weights_mb": measure.weights_mb(model),
+        "mem/weights_nonembed_mb": measure.weights_mb(model, skip_embeddings=True),
+        "mem/optimizer_mb": measure.optimizer_mb(trainer.optimizers[0]) if trainer.optimizers else 0.0,
+        "time/step_ms": timer.step_ms(), "throughput/tokens_per_s": timer.tokens_per_s(),
+        "params/trainable": float(trainable), "params/total": float(total),
+        "params/trainable_pct": 100.0 * trainable / total, "train/steps": float(trainer.global_step),
+    }
 
 
 def _logged(trainer: pl.Trainer, keys) -> dict[str, float]:

@@ -90,9 +90,30 @@ def combination_problems(cfg: DictConfig) -> list[str]:
     if cfg.task.name == "classification" and cfg.data.get("format") == "pairs":
         problems.append(f"data={cfg.data.name} holds prompt -> response pairs without labels: "
                         "use task=generation")
+    problems += eval_problems(cfg)
     if cfg.precision.name == "16-mixed" and cfg.trainer.accelerator == "cpu":
         problems.append("precision=16-mixed needs a GPU (trainer=gpu); on CPU use 32-true, "
                         "bf16-mixed or bf16-true")
+    return problems
+
+
+MERGEABLE = ("full", "freeze", "lora", "ia3")
+
+
+def eval_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    if cfg.eval.forgetting and cfg.task.name != "generation":
+        problems.append("eval.forgetting=true needs task=generation (a causal LM head to score text)")
+    kinds = list(cfg.eval.ptq or [])
+    unknown = [k for k in kinds if k not in ("int8", "nf4", "fp4")]
+    if unknown:
+        problems.append(f"eval.ptq={kinds}: unknown kinds {unknown}; allowed: int8, nf4, fp4")
+    if kinds and cfg.quant.bnb is not None:
+        problems.append(f"eval.ptq needs quant=none (got quant={cfg.quant.name}): a model trained on "
+                        "a quantized base is already evaluated quantized (the QAT-like counterpart)")
+    if kinds and cfg.adapter.name not in MERGEABLE:
+        problems.append(f"eval.ptq needs an adapter that merges into the weights ({', '.join(MERGEABLE)}); "
+                        f"adapter={cfg.adapter.name} cannot be merged")
     return problems
 
 
