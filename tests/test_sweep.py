@@ -87,7 +87,7 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
 
     out = write_report(study)
     logged = {a.path for a in client.list_artifacts(last.info.run_id, "report")}
-    assert {"report/pareto.png", "report/pareto.html", "report/trials.csv"} <= logged
+    assert {"report/pareto.png", "report/pareto.html", "report/trials.csv", "report/optuna_plots.html"} <= logged
     assert out == tmp_path / "reports" / "tiny"
     assert all((out / f).stat().st_size > 0 for f in ("pareto.png", "pareto.html", "pareto.csv"))
     table = trial_table(study)
