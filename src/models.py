@@ -80,10 +80,13 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def quantization_config(quant_cfg: DictConfig, head_modules: list[str]):
-    """BitsAndBytesConfig with the task heads kept unquantized (PEFT trains them in full precision)."""
+def quantization_config(quant_cfg: DictConfig, head_modules: list[str] | None):
+    """BitsAndBytesConfig with the task heads kept unquantized (PEFT trains them in full precision).
+    head_modules None keeps transformers' default (the LM head stays unquantized)."""
     if quant_cfg.bnb is None:
         return None
+    if head_modules is None:
+        return instantiate(quant_cfg.bnb, _convert_="all")
     # transformers matches skip patterns from the start of a module's full name, so let each
     # head name match at any depth ("pooler" -> "bert.pooler.dense").
     skip = [rf"(.*\.)?{re.escape(name)}" for name in head_modules]
@@ -97,7 +100,8 @@ def load_model(cfg: DictConfig, model_path: str, num_labels: int, pad_token_id: 
     kwargs: dict = {"dtype": torch.float32}
     if cfg.task.peft_task_type == "SEQ_CLS":
         kwargs["num_labels"] = num_labels
-    bnb = quantization_config(quant_cfg if quant_cfg is not None else cfg.quant, cfg.model.head_modules)
+    heads = cfg.model.head_modules if cfg.task.peft_task_type == "SEQ_CLS" else None
+    bnb = quantization_config(quant_cfg if quant_cfg is not None else cfg.quant, heads)
     if bnb is not None:
         kwargs.update(quantization_config=bnb, device_map=_device_map(cfg))
     model = auto_class.from_pretrained(model_path, **kwargs)
