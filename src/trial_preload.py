@@ -18,6 +18,7 @@ import transformers
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: F401
 
 import src.config
+import src.data
 import src.sweep_spec
 import src.train
 import src.trial_callback  # noqa: F401
@@ -27,6 +28,9 @@ for _name in ("BertForSequenceClassification", "LlamaForSequenceClassification",
     getattr(transformers, _name)
 for _name in ("LoraConfig", "PrefixTuningConfig", "PromptTuningConfig", "IA3Config", "get_peft_model"):
     getattr(peft, _name)
+# The default data, read and labelled once here: trials of the default sweep start with it.
+src.data.labelled_source(src.config.compose_config([]).data)
+
 try:  # optional: quantized trials need it, others do not
     import bitsandbytes  # noqa: F401
 except ImportError:
