@@ -7,6 +7,7 @@ label columns; everything after that is shared by every source.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -72,11 +73,20 @@ _LABELLED: dict[str, tuple[DatasetDict, list[str]]] = {}
 
 def labelled_source(data_cfg: DictConfig) -> tuple[DatasetDict, list[str]]:
     """Source -> DatasetDict with columns text, label (ClassLabel), before splitting."""
-    key = OmegaConf.to_yaml(OmegaConf.masked_copy(data_cfg, ["source", "text_column", "label_column",
-                                                             "labels"]), resolve=True)
+    source = _plain(data_cfg.source)
+    # A file edited between two runs in one process must be read again: its mtime is in the key.
+    mtimes = {v: os.path.getmtime(v) for v in source.values() if isinstance(v, str) and os.path.isfile(v)}
+    key = json.dumps({"source": source, "mtimes": mtimes,
+                      **{k: _plain(data_cfg[k]) for k in ("text_column", "label_column", "labels")}},
+                     sort_keys=True, default=str)
     if key not in _LABELLED:
         _LABELLED[key] = _read_labelled(data_cfg)
     return _LABELLED[key]
+
+
+def _plain(node):
+    """Resolved plain value of a config node (interpolations resolve against the whole config)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def _read_labelled(data_cfg: DictConfig) -> tuple[DatasetDict, list[str]]:
