@@ -104,12 +104,7 @@ def _read_labelled(data_cfg: DictConfig) -> tuple[DatasetDict, list[str]]:
 def load_splits(data_cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[str]]:
     """Source -> DatasetDict(train/validation/test) with columns text, label (ClassLabel)."""
     raw, labels = labelled_source(data_cfg)
-    splits = carve_missing_splits(raw, data_cfg, seed)
-    splits = DatasetDict({
-        "train": _cap(splits["train"], data_cfg.max_train_samples, seed),
-        "validation": _cap(splits["validation"], data_cfg.max_eval_samples, seed),
-        "test": splits["test"],
-    })
+    splits = cap_splits(carve_missing_splits(raw, data_cfg, seed), data_cfg, seed)
     empty = [f"data: split '{k}' is empty after splitting/capping" for k, v in splits.items() if len(v) == 0]
     if empty:
         raise ConfigError(empty)
@@ -173,6 +168,15 @@ def stratified_indices(labels: np.ndarray, size: float, seed: int) -> tuple[list
     held_set = set(held)
     keep = [i for i in rng.permutation(len(labels)).tolist() if i not in held_set]
     return keep, sorted(held)
+
+
+def cap_splits(splits: DatasetDict, data_cfg: DictConfig, seed: int) -> DatasetDict:
+    """data.max_train_samples / max_eval_samples (seeded subsets); test stays whole."""
+    return DatasetDict({
+        "train": _cap(splits["train"], data_cfg.max_train_samples, seed),
+        "validation": _cap(splits["validation"], data_cfg.max_eval_samples, seed),
+        "test": splits["test"],
+    })
 
 
 def _cap(ds: Dataset, limit: int | None, seed: int) -> Dataset:

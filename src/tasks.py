@@ -35,8 +35,8 @@ def _generation_splits(cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[st
     """Labelled data becomes instructions answered by the label word; pair data (prompt ->
     response, e.g. chatterbot) is split at random and scored by perplexity only."""
     if cfg.data.get("format") == "pairs":
-        pairs = instantiate(cfg.data.source)
-        return sft.split_pairs(pairs, cfg.data.val_size, cfg.data.test_size, seed), []
+        splits = sft.split_pairs(instantiate(cfg.data.source), cfg.data.val_size, cfg.data.test_size, seed)
+        return data.cap_splits(splits, cfg.data, seed), []
     splits, labels = data.load_splits(cfg.data, seed)
     return sft.instructions_from_labels(splits, cfg.task.instruction, labels), labels
 
