@@ -201,6 +201,6 @@ def test_trials_of_a_killed_sweep_are_failed_on_resume(sweep_env, monkeypatch):
     study = sweep_driver.open_study(spec, "killed", storage)
     trial = study.ask()  # as if the sweep died while this trial ran
     sweep_driver._heartbeat(study, trial)()
-    time.sleep(3.5)
+    time.sleep(6)  # grace period is 3 heartbeats (3 s); leave room for a loaded machine
     resumed = sweep_driver.open_study(spec, "killed", storage)
     assert resumed.trials[0].state.name == "FAIL"
