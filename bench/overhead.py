@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hydra.utils import instantiate  # noqa: E402
-from transformers import get_scheduler  # noqa: E402
+from hydra.utils import instantiate
+from transformers import get_scheduler
 
-from src import models  # noqa: E402
-from src.adapters import apply_adapter  # noqa: E402
-from src.config import compose_config  # noqa: E402
-from src.train import build_datamodule, prepare_inputs, train  # noqa: E402
+from src import models
+from src.adapters import apply_adapter
+from src.config import compose_config
+from src.train import build_datamodule, prepare_inputs, train
 
 WARMUP = 3
 

@@ -12,10 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import datasets
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
-import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader

@@ -3,8 +3,8 @@ preparation, batch collation and LightningModule. Chosen by cfg.task.name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from datasets import DatasetDict
 from hydra.utils import instantiate

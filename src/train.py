@@ -20,8 +20,8 @@ from src import data, measure, models, tracking, validate
 from src.adapters import apply_adapter, count_parameters
 from src.errors import ConfigError
 from src.evals import build_evaluations
-from src.tasks import TASKS
 from src.summary import format_summary
+from src.tasks import TASKS
 
 
 @dataclass

@@ -21,7 +21,7 @@ import src.config
 import src.data
 import src.sweep_spec
 import src.train
-import src.trial_callback  # noqa: F401
+import src.trial_callback
 
 for _name in ("BertForSequenceClassification", "LlamaForSequenceClassification",
               "AutoModelForSequenceClassification", "AutoTokenizer", "BitsAndBytesConfig"):

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from src.validate import CONF_DIR
 from src.train import train
+from src.validate import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 REQUIRED = ["val/acc", "test/acc", "train/loss", "val/loss", "mem/peak_mb", "time/train_s",
