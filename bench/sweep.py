@@ -85,9 +85,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--pruned-study", help="an existing study of sweeps/default.yaml to use as the pruned arm")
     parser.add_argument("--prefix", default="bench")
+    parser.add_argument("--keep-enqueue", action="store_true",
+                        help="keep the file's known-good first trials (both arms then start with the "
+                             "same strong trial, which makes the ratio ~1 by construction)")
     args, overrides = parser.parse_known_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec("default", overrides)
+    if not args.keep_enqueue:
+        spec.enqueue = []
     if args.pruned_study:
         pruned = optuna.load_study(study_name=args.pruned_study, storage=STORAGE)
         pruned_wall = None
@@ -95,6 +100,7 @@ def main() -> None:
         pruned, pruned_wall = arm(f"{args.prefix}-pruned", spec, args.trials, overrides)
     spec_off = load_spec("default", overrides)
     spec_off.pruner = {"name": "none"}
+    spec_off.enqueue = spec.enqueue
     unpruned, unpruned_wall = arm(f"{args.prefix}-unpruned", spec_off, args.trials, overrides)
 
     done = lambda s: [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
@@ -109,7 +115,7 @@ def main() -> None:
              if t.user_attrs.get("setup_s") is not None and t.number > 0]
     result = {
         "space": "sweeps/default.yaml", "sampler": spec.sampler, "pruner": spec.pruner, "overrides": overrides,
-        "n_trials": args.trials, "best_unpruned_val_acc": best, "target_val_acc": target,
+        "n_trials": args.trials, "enqueued": spec.enqueue, "best_unpruned_val_acc": best, "target_val_acc": target,
         "unpruned": {"study": unpruned.study_name, "cost_to_target_s": cost_off, "wall_s": unpruned_wall,
                      "total_train_s": sum(trial_cost(t) for t in done(unpruned))},
         "pruned_live": {"study": pruned.study_name, "cost_to_target_s": cost_on, "wall_s": pruned_wall,
