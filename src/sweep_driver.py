@@ -1,29 +1,36 @@
-"""The sweep loop: open (or resume) the study, ask -> suggest -> run the trial in its own
-process -> tell, with MLflow bookkeeping and one progress line per trial."""
+"""The sweep loop: open (or resume) the study, then until n_trials are done: ask (under a lock
+shared by the local workers of a SQLite study) -> run the trial in its own process -> tell, with
+MLflow bookkeeping, one progress line per trial, and the fault rules of src/outcomes.py."""
 
 from __future__ import annotations
 
-import math
-import os
+import contextlib
+import fcntl
 import time
 import warnings
 from pathlib import Path
 
 import optuna
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from src import tracking
 from src.config import compose_config
 from src.errors import ConfigError
-from src.sweep_params import suggest
-from src.sweep_spec import SweepSpec, build_pruner, build_sampler, method_of
-from src.sweep_tracking import SweepRuns
-from src.trial_runner import TrialJob, TrialOutcome, run_trial
+from src.outcomes import BUGS
+from src.sweep_preflight import SIGNATURE_ATTR, space_signature
+from src.sweep_spec import SweepSpec, build_pruner, build_sampler
+from src.sweep_tracking import SweepRuns, close_stale_run
+from src.sweep_trial import REQUEUE, SweepContext, interrupted, one_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RDB_SCHEMES = {"sqlite", "postgresql", "mysql"}
 HEARTBEAT_S = 20
+
+
+class SweepAborted(RuntimeError):
+    """An unexpected trial error (a bug) beyond max_failures: the sweep stops after recording it."""
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -31,19 +38,34 @@ def _engine_kwargs(url: str) -> dict:
     return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
 
 
-def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
-    """Create the study, or load it to resume; the objectives must match the stored ones."""
-    # Heartbeats are "experimental" and "meant for optimize()": we send them ourselves (ask/tell).
+def open_storage(storage: str, heartbeat_s: int | None = None):
+    """RDB storage with heartbeats: a trial whose driver stops beating for 3 intervals is failed
+    by the next driver that looks, its MLflow run closed and its params re-queued."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     tracking.tracking_uri(storage)  # creates the folder of a relative sqlite:/// path
-    if storage.split(":", 1)[0].split("+")[0] in RDB_SCHEMES:
-        # Heartbeats (sent while a trial process runs) let a later run mark the trials of a
-        # killed sweep as FAIL instead of leaving them RUNNING forever.
-        storage = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-                                             engine_kwargs=_engine_kwargs(storage))
+    if storage.split(":", 1)[0].split("+")[0] not in RDB_SCHEMES:
+        return storage
+    beat = heartbeat_s or HEARTBEAT_S
+    return optuna.storages.RDBStorage(storage, heartbeat_interval=beat, grace_period=3 * beat,
+                                      heartbeat_stale_trial_callback=on_stale_trial,
+                                      engine_kwargs=_engine_kwargs(storage))
+
+
+def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna has just failed a trial whose driver died: close its MLflow run, re-queue it."""
+    uri = study.user_attrs.get("mlflow_tracking_uri")
+    if uri:
+        close_stale_run(MlflowClient(uri), trial.user_attrs.get("run_id"))
+    study.set_user_attr(f"stale_trial_{trial.number}", "failed by heartbeat, re-queued")
+    REQUEUE(study, trial)
+
+
+def open_study(spec: SweepSpec, study_name: str, storage: str, heartbeat_s: int | None = None) -> optuna.Study:
+    """Create the study, or load it to resume; the objectives must match the stored ones."""
+    backend = open_storage(storage, heartbeat_s)
     try:
-        existing = optuna.load_study(study_name=study_name, storage=storage)
+        existing = optuna.load_study(study_name=study_name, storage=backend)
     except KeyError:
         existing = None
     n_existing = len(existing.trials) if existing else 0
@@ -52,7 +74,7 @@ def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
         if stored != spec.directions:
             raise ConfigError([(f"study '{study_name}' in {storage} has directions {stored}, the sweep file "
                                f"says {spec.directions}; pick another study_name")])
-    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
+    study = optuna.create_study(study_name=study_name, storage=backend, load_if_exists=True,
                                 sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
                                 directions=spec.directions)
     optuna.storages.fail_stale_trials(study)
@@ -63,45 +85,123 @@ def open_study(spec: SweepSpec, study_name: str, storage: str) -> optuna.Study:
 
 
 def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | None = None,
-              timeout: float | None = None, quiet: bool = False, overrides: list[str] = ()) -> optuna.Study:
+              timeout: float | None = None, quiet: bool = False, overrides: list[str] = (),
+              workers: int = 1, heartbeat_s: int | None = None) -> optuna.Study:
     """Run trials until the study holds n_trials finished ones (or the timeout passes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
     base = compose_config([*spec.base, *overrides])
     uri = tracking.tracking_uri(base.logger.tracking_uri)
-    study = open_study(spec, study_name, storage)
+    study = open_study(spec, study_name, storage, heartbeat_s)
     runs = SweepRuns(uri, base.logger.experiment, base.logger.artifact_root)
+    runs.close_dead_parents(study_name)
     runs.start(spec, study_name, storage, n_trials)
+    # space_signature: what a later resume is compared with (src/sweep_preflight.py refuses a
+    # changed space unless allow_space_change=true, checked before this point).
     for key, value in {"sweep": spec.name, "mlflow_parent_run_id": runs.run_id, "mlflow_tracking_uri": uri,
-                       "objectives": spec.objectives, "reports_root": str(base.paths.root)}.items():
+                       "objectives": spec.objectives, "reports_root": str(base.paths.root),
+                       SIGNATURE_ATTR: space_signature(spec)}.items():
         study.set_user_attr(key, value)
-    progress = Progress(spec, study_name, n_trials)
-    started, status = time.time(), "FAILED"
-    deadline = started + timeout if timeout is not None else None
-    trial_cap = _seconds(OmegaConf.select(base, "trainer.max_time", default=None))
-    context = {"spec": spec, "study": study, "storage": storage, "runs": runs, "uri": uri, "quiet": quiet,
-                   "overrides": [*spec.base, *overrides], "log_dir": Path(base.paths.root) / "sweeps" / study_name}
+    ctx = SweepContext(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
+                       overrides=[*spec.base, *overrides], log_dir=Path(base.paths.root) / "sweeps" / study_name)
+    plan = Plan(n_trials=n_trials, deadline=time.time() + timeout if timeout is not None else None,
+                trial_cap=_seconds(OmegaConf.select(base, "trainer.max_time", default=None)), heartbeat_s=heartbeat_s)
+    status = "FAILED"
     try:
-        while _finished(study) < n_trials:
-            if timeout is not None and time.time() - started > timeout:
-                print(f"[sweep {study_name}] timeout of {timeout:.0f}s reached; stopping", flush=True)
-                break
-            if getattr(study.sampler, "is_exhausted", lambda _: False)(study):
-                print(f"[sweep {study_name}] grid exhausted; stopping", flush=True)
-                break
-            progress.line(study, one_trial(**context, max_time=_trial_budget(deadline, trial_cap)))
+        if workers > 1:
+            from src.sweep_workers import run_workers
+
+            run_workers(workers, ctx, plan)
+        else:
+            drive(ctx, plan)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        number = interrupted(ctx)
+        print(resume_hint(spec, study_name, storage, number), flush=True)
         raise
     finally:
         runs.finish(study, spec, status)
     return study
 
 
-def _finished(study: optuna.Study) -> int:
-    return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+class Plan:
+    """How much to run: total trials wanted, wall deadline, per-trial training cap."""
+
+    def __init__(self, n_trials: int, deadline: float | None, trial_cap: float | None, heartbeat_s: int | None):
+        self.n_trials, self.deadline, self.trial_cap, self.heartbeat_s = n_trials, deadline, trial_cap, heartbeat_s
+
+
+def drive(ctx: SweepContext, plan: Plan) -> None:
+    """This process's ask -> run -> tell loop (one per worker)."""
+    progress, failures = Progress(ctx.spec, ctx.study.study_name, plan.n_trials), 0
+    while True:
+        trial = next_trial(ctx, plan)
+        if trial is None:
+            return
+        frozen = one_trial(ctx, trial, max_time=_trial_budget(plan.deadline, plan.trial_cap))
+        progress.line(ctx.study, frozen)
+        if frozen.user_attrs.get("reason") in BUGS:
+            failures += 1
+            if failures > ctx.spec.max_failures:
+                raise SweepAborted(abort_message(ctx, frozen, failures))
+
+
+def next_trial(ctx: SweepContext, plan: Plan):
+    """Ask for the next trial, or None when the sweep is done. Counting and asking happen under
+    one lock, so local workers on one SQLite study never start more trials than wanted."""
+    study, name = ctx.study, ctx.study.study_name
+    with slot_lock(ctx.storage):
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
+        if counted(study) >= plan.n_trials:
+            return None
+        if plan.deadline is not None and time.time() > plan.deadline:
+            print(f"[sweep {name}] timeout reached; stopping", flush=True)
+            return None
+        if getattr(study.sampler, "is_exhausted", lambda _: False)(study):
+            print(f"[sweep {name}] grid exhausted; stopping", flush=True)
+            return None
+        return study.ask()
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count toward n_trials: finished ones (except failures that were re-queued and
+    will run again) plus the ones running now in any worker."""
+    trials = study.get_trials(deepcopy=False)
+    requeued = {REQUEUE.retried_trial_number(t) for t in trials} | {n for t in trials for n in REQUEUE.retry_history(t)}
+    return sum((t.state in FINISHED and t.number not in requeued) or t.state == TrialState.RUNNING for t in trials)
+
+
+@contextlib.contextmanager
+def slot_lock(storage: str):
+    """An exclusive file lock next to a SQLite study (local workers); other storages: none
+    (several hosts may then overshoot n_trials by at most workers - 1, like Optuna's own)."""
+    if not storage.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(storage[len("sqlite:///"):]).with_suffix(".lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def abort_message(ctx: SweepContext, trial, failures: int) -> str:
+    tail = (trial.user_attrs.get("traceback") or "").rstrip()
+    return (f"trial #{trial.number} failed with an unexpected error ({failures} so far, max_failures="
+            f"{ctx.spec.max_failures}): {trial.user_attrs.get('fail_reason')}\n"
+            + (f"--- trial traceback (tail) ---\n{tail}\n------------------------------\n" if tail else "")
+            + "The sweep stopped. Fix the cause and resume with the same command, "
+            "or tolerate such failures with max_failures=N.")
+
+
+def resume_hint(spec: SweepSpec, study_name: str, storage: str, requeued: int | None) -> str:
+    again = f" Trial #{requeued} was stopped, recorded as FAIL (interrupted) and re-queued." if requeued is not None else ""
+    return (f"[sweep {study_name}] interrupted.{again} Resume with:\n"
+            f"  python -m src.sweep sweep={spec.path} study_name={study_name} storage={storage}")
 
 
 def _seconds(max_time) -> float | None:
@@ -123,78 +223,6 @@ def _trial_budget(deadline: float | None, trial_cap: float | None) -> float | No
     return min(caps) if caps else None
 
 
-def one_trial(spec, study, storage, runs, uri, quiet, overrides, log_dir,
-              max_time: float | None = None) -> optuna.trial.FrozenTrial:
-    trial = study.ask()
-    suggestion = suggest(trial, spec.space)
-    method = suggestion.values.get(method_of(spec) or "", "")
-    run_name = f"{study.study_name}-t{trial.number:03d}" + (f"-{method}" if method else "")
-    tags = {"trial": str(trial.number), "study_name": study.study_name, "sweep": spec.name,
-            "sweep_method": str(method)}
-    log_path = str(log_dir / f"trial-{trial.number:04d}.log") if quiet else None
-    job = TrialJob(
-        study_name=study.study_name, storage=storage, trial_id=trial._trial_id, number=trial.number,
-        overrides=[*overrides, *suggestion.overrides, *trial_settings(run_name, uri, quiet, max_time)],
-        pruner=spec.pruner, prune=spec.prunes, monitor=spec.metrics[0],
-        parent_run_id=runs.run_id, tags=tags, cwd=os.getcwd(), quiet=quiet, log_path=log_path)
-    for key, value in {"method": method, "fixed": suggestion.fixed, "overrides": suggestion.overrides}.items():
-        trial.set_user_attr(key, value)
-    try:
-        outcome = run_trial(job, heartbeat=_heartbeat(study, trial))
-    except KeyboardInterrupt:  # Ctrl-C reaches the trial process too; do not leave it RUNNING
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    check_objectives(outcome, spec)
-    outcome.run_id = runs.record_trial(trial.number, outcome, run_name, tags, log_path)
-    tell(study, trial, outcome, spec)
-    frozen = study._storage.get_trial(trial._trial_id)
-    runs.log_progress(trial.number, {"trial/value": frozen.values[0] if frozen.values else None,
-                                     "trial/wall_s": outcome.wall_s})
-    return frozen
-
-
-def _heartbeat(study, trial):
-    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
-    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
-        return None
-    return lambda: storage.record_heartbeat(trial._trial_id)
-
-
-def trial_settings(run_name: str, uri: str, quiet: bool, max_time: float | None = None) -> list[str]:
-    """Per-trial overrides: no end summary or checkpoints (a sweep compares, it does not keep),
-    the parent's MLflow store (the fork server's environment may be older than ours), and the
-    time this trial may train (Lightning stops gracefully at max_time; the run is still measured)."""
-    out = ["summary=false", "checkpoint.enabled=false", f"run_name={run_name}", f"logger.tracking_uri={uri}"]
-    if max_time is not None:
-        secs = int(max_time)  # Lightning's string form: a dict would arrive as a DictConfig
-        out.append(f"++trainer.max_time=00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}")
-    return out + (["trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"] if quiet else [])
-
-
-def check_objectives(outcome: TrialOutcome, spec: SweepSpec) -> None:
-    """A trial that finished without a finite objective value counts as failed."""
-    outcome.metrics = {k: float(v) for k, v in outcome.metrics.items() if math.isfinite(float(v))}
-    missing = [m for m in spec.metrics if m not in outcome.metrics]
-    if outcome.state == "COMPLETE" and missing:
-        outcome.state, outcome.fail_reason = "FAIL", f"objective metric(s) {missing} missing from the trial"
-
-
-def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> None:
-    """Record what happened in the trial's user attrs, then finish it with the right state."""
-    metrics = outcome.metrics
-    values = [metrics.get(m) for m in spec.metrics]
-    attrs = {"metrics": metrics, "state": outcome.state, "run_id": outcome.run_id,
-             "pruned_at_step": outcome.pruned_at_step, "fail_reason": outcome.fail_reason,
-             "traceback": outcome.traceback, "startup_s": outcome.startup_s, "setup_s": outcome.setup_s, "wall_s": outcome.wall_s}
-    for key, value in attrs.items():
-        if value is not None:
-            trial.set_user_attr(key, value)
-    if outcome.state == "COMPLETE":
-        study.tell(trial, values)
-    else:
-        study.tell(trial, state=TrialState[outcome.state])
-
-
 class Progress:
     """One sweep-level line per finished trial: k/N, state, value, best so far, state counts."""
 
@@ -204,9 +232,10 @@ class Progress:
     def line(self, study: optuna.Study, trial) -> None:
         trials = study.get_trials(deepcopy=False)
         counts = {s: sum(t.state == s for t in trials) for s in FINISHED}
-        state = trial.state.name + (f"@{trial.user_attrs['pruned_at_step']}"
-                                    if trial.user_attrs.get("pruned_at_step") is not None else "")
-        value = self._fmt(trial.values) if trial.values else trial.user_attrs.get("fail_reason", "")[:80]
+        reason = trial.user_attrs.get("reason")
+        state = trial.state.name + (f"({reason})" if reason not in (None, "complete", "pruned") else "") + (
+            f"@{trial.user_attrs['pruned_at_step']}" if trial.user_attrs.get("pruned_at_step") is not None else "")
+        value = self._fmt(trial.values) if trial.values else (trial.user_attrs.get("fail_reason") or "")[:100]
         print(f"[sweep {self.name}] trial {sum(counts.values())}/{self.n} #{trial.number} "
               f"{trial.user_attrs.get('method', '')} {state} {value} ({trial.user_attrs.get('wall_s', 0):.0f}s)"
               f" | best {self._best(study)} | complete {counts[TrialState.COMPLETE]} "

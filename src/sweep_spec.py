@@ -17,7 +17,7 @@ from src.sweep_params import check_space, method_param
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 TOP_KEYS = {"description", "base", "space", "sampler", "pruner", "objectives", "n_trials", "timeout",
-            "enqueue"}
+            "enqueue", "max_failures", "oom"}
 # Keys train() returns; an objective must be one of them.
 METRIC_KEYS = {"val/acc", "test/acc", "train/loss", "val/loss", "test/loss", "mem/peak_mb",
                "mem/weights_mb", "mem/optimizer_mb", "time/train_s", "time/step_ms",
@@ -45,6 +45,8 @@ class SweepSpec:
     n_trials: int = 10
     timeout: float | None = None
     enqueue: list[dict] = field(default_factory=list)  # first trials' params (known-good starts)
+    max_failures: int = 0  # unexpected trial errors tolerated before the sweep stops
+    oom_retry: bool = False  # after an OOM, retry the trial once with half the micro-batch
 
     @property
     def directions(self) -> list[str]:
@@ -88,7 +90,8 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
                      pruner=dict(raw.get("pruner") or {"name": "none"}),
                      objectives=list(raw.get("objectives") or [{"metric": "val/acc", "direction": "maximize"}]),
                      n_trials=raw.get("n_trials", 10), timeout=raw.get("timeout"),
-                     enqueue=list(raw.get("enqueue") or []))
+                     enqueue=list(raw.get("enqueue") or []), max_failures=raw.get("max_failures", 0),
+                     oom_retry=_oom_retry(raw.get("oom")))
     problems += _scalar_problems(spec)
     problems += _objective_problems(spec.objectives)
     problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
@@ -106,6 +109,13 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
     return spec
 
 
+def _oom_retry(oom):
+    """`oom: {retry: true}` in the file; anything else is kept as is for the error message."""
+    if oom is None:
+        return False
+    return oom.get("retry", False) if isinstance(oom, dict) and set(oom) <= {"retry"} else oom
+
+
 def _scalar_problems(spec: SweepSpec) -> list[str]:
     problems = []
     if not all(isinstance(o, str) for o in spec.base):
@@ -114,6 +124,10 @@ def _scalar_problems(spec: SweepSpec) -> list[str]:
         problems.append(f"n_trials={spec.n_trials!r}: must be an integer >= 1")
     if spec.timeout is not None and (not isinstance(spec.timeout, (int, float)) or spec.timeout <= 0):
         problems.append(f"timeout={spec.timeout!r}: must be null or a number of seconds > 0")
+    if not isinstance(spec.max_failures, int) or isinstance(spec.max_failures, bool) or spec.max_failures < 0:
+        problems.append(f"max_failures={spec.max_failures!r}: must be an integer >= 0")
+    if not isinstance(spec.oom_retry, bool):
+        problems.append(f"oom={spec.oom_retry!r}: must be a mapping {{retry: true|false}}")
     return problems
 
 

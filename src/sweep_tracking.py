@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -12,8 +14,26 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from src import tracking
+from src.outcomes import MLFLOW_STATUS
 
-STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+def close_stale_run(client: MlflowClient, run_id: str | None) -> None:
+    """A trial run whose driver died: KILLED with reason stale, never left RUNNING."""
+    if run_id and client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, "reason", "stale")
+        client.set_terminated(run_id, "KILLED")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def metric_name(key: str) -> str:
@@ -31,9 +51,19 @@ class SweepRuns:
         self.client = MlflowClient(uri)
         self.run_id: str | None = None
 
+    @classmethod
+    def attach(cls, uri: str, parent_run_id: str) -> SweepRuns:
+        """The bookkeeping of a sweep whose parent run another process started (workers)."""
+        runs = cls.__new__(cls)
+        runs.uri, runs.client, runs.run_id = uri, MlflowClient(uri), parent_run_id
+        runs.experiment_id = runs.client.get_run(parent_run_id).info.experiment_id
+        return runs
+
     def start(self, spec, study_name: str, storage: str, n_trials: int) -> str:
+        # host + pid: a later invocation on this host can tell that this driver died.
         run = self.client.create_run(self.experiment_id, run_name=f"sweep-{study_name}",
-                                     tags={"kind": "sweep", "sweep": spec.name, "study_name": study_name})
+                                     tags={"kind": "sweep", "sweep": spec.name, "study_name": study_name,
+                                           "driver_host": socket.gethostname(), "driver_pid": str(os.getpid())})
         self.run_id = run.info.run_id
         params = {"sweep": spec.name, "sweep_file": str(spec.path), "study_name": study_name,
                   "storage": storage, "n_trials": n_trials, "timeout": spec.timeout,
@@ -49,7 +79,7 @@ class SweepRuns:
         if run_id is None:
             run_id = self.client.create_run(self.experiment_id, run_name=run_name,
                                             tags={**tags, "mlflow.parentRunId": self.run_id}).info.run_id
-        state_tags = {"trial_state": outcome.state}
+        state_tags = {"trial_state": outcome.state, "reason": outcome.reason}
         if outcome.pruned_at_step is not None:
             state_tags["pruned_at_step"] = str(outcome.pruned_at_step)
         if outcome.fail_reason:
@@ -61,8 +91,25 @@ class SweepRuns:
                 self.client.log_metric(run_id, key, value)
         if log_path and Path(log_path).is_file():
             self.client.log_artifact(run_id, log_path)
-        self.client.set_terminated(run_id, STATUS[outcome.state])
+        self.client.set_terminated(run_id, MLFLOW_STATUS[outcome.reason])
         return run_id
+
+    def close_stale(self, run_id: str | None) -> None:
+        close_stale_run(self.client, run_id)
+
+    def close_dead_parents(self, study_name: str) -> list[str]:
+        """Parent runs of this study left RUNNING by a driver on this host that no longer exists
+        (kill -9, pre-emption): KILLED. Drivers on other hosts cannot be checked from here."""
+        runs = self.client.search_runs(
+            [self.experiment_id], "attributes.status = 'RUNNING' and tags.kind = 'sweep' and "
+            f"tags.study_name = '{study_name}' and tags.driver_host = '{socket.gethostname()}'")
+        closed = []
+        for run in runs:
+            if not _alive(int(run.data.tags.get("driver_pid", "0"))):
+                self.client.set_tag(run.info.run_id, "reason", "driver died")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+        return closed
 
     def log_progress(self, number: int, values: dict) -> None:
         now = int(time.time() * 1000)
@@ -73,7 +120,7 @@ class SweepRuns:
     def finish(self, study, spec, status: str = "FINISHED") -> None:
         """Best trial (single objective) or Pareto set (several) as metrics/tags on the parent."""
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-        counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
         for state, n in counts.items():
             self.client.log_metric(self.run_id, f"trials/{state.lower()}", n)
         if complete and len(spec.objectives) == 1:

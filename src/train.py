@@ -14,12 +14,14 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src import data, measure, models, tracking, validate
 from src.adapters import apply_adapter, count_parameters
+from src.divergence import DivergenceGuard
 from src.errors import ConfigError
 from src.evals import build_evaluations
+from src.faults import FaultInjector, parse_fault
 from src.summary import format_summary
 from src.tasks import TASKS
 
@@ -66,7 +68,10 @@ def build_datamodule(cfg: DictConfig, inputs: Inputs) -> data.TokenizedData:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    callbacks: list[pl.Callback] = []
+    # A diverged run stops within one logging interval instead of training on NaN.
+    callbacks: list[pl.Callback] = [DivergenceGuard(every_n_steps=cfg.trainer.log_every_n_steps)]
+    if OmegaConf.select(cfg, "fault") is not None:  # +fault=... drills (src/faults.py)
+        callbacks.append(FaultInjector(parse_fault(cfg.fault)))
     if cfg.early_stopping.enabled:
         # strict=False: a run that ends before its first validation has nothing to compare yet;
         # the monitor's name itself is validated up front.

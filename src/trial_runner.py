@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+
+from src.outcomes import STATE, oom_kill_count, reason_of_exception, reason_of_exit
 
 # Imported by the fork server once (see trial_context); the trial process inherits them.
 PRELOAD = ["src.trial_preload"]
@@ -35,6 +38,7 @@ class TrialJob:
     quiet: bool = False
     log_path: str | None = None
     launched_at: float = 0.0
+    driver_pid: int = 0  # the trial process stops itself when this process is gone
 
 
 @dataclass
@@ -42,6 +46,7 @@ class TrialOutcome:
     """What the parent learns about a finished trial process."""
 
     state: str  # COMPLETE | PRUNED | FAIL
+    reason: str = "complete"  # why it ended: see src/outcomes.py
     metrics: dict = field(default_factory=dict)
     run_id: str | None = None
     pruned_at_step: int | None = None
@@ -64,14 +69,18 @@ def trial_context():
     return _CONTEXT
 
 
-def run_trial(job: TrialJob, heartbeat=None, every_s: float = 10.0) -> TrialOutcome:
+def run_trial(job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s: float = 10.0) -> TrialOutcome:
     """Run one trial in its own process and map how it ended to an outcome; call heartbeat()
-    every few seconds while waiting (Optuna marks trials without heartbeats stale)."""
+    every few seconds while waiting (Optuna marks trials without heartbeats stale) and
+    on_run(run_id) as soon as the trial's MLflow run exists."""
     ctx = trial_context()
     receiver, sender = ctx.Pipe(duplex=False)
-    job.launched_at = time.time()
+    job.launched_at, job.driver_pid = time.time(), os.getpid()
+    oom_kills_before = oom_kill_count()
     proc = ctx.Process(target=child_main, args=(job, sender), name=f"trial-{job.number}", daemon=False)
     proc.start()
+    if on_start is not None:
+        on_start(proc.pid)
     sender.close()  # our copy: the pipe then reports EOF when the child exits, even on a crash
     run_id, result = None, None
     try:
@@ -86,21 +95,34 @@ def run_trial(job: TrialJob, heartbeat=None, every_s: float = 10.0) -> TrialOutc
                 break
             if kind == "run":
                 run_id = payload
+                if on_run is not None:
+                    on_run(run_id)
             else:
                 result = (kind, payload)
     except BaseException:  # Ctrl-C / SIGTERM of the sweep: do not leave the trial training alone
-        proc.terminate()
-        proc.join(10)
+        stop_process(proc)
         raise
     proc.join()
     wall = time.time() - job.launched_at
     if result is None:
-        return TrialOutcome("FAIL", run_id=run_id, wall_s=wall,
-                            fail_reason=f"trial process died without a result (exit code {proc.exitcode}; "
-                                        "negative = killed by that signal, e.g. -9 out of memory)")
+        reason, message = reason_of_exit(proc.exitcode, _oom_kills_since(oom_kills_before))
+        return TrialOutcome(STATE[reason], reason=reason, run_id=run_id, wall_s=wall, fail_reason=message)
     kind, payload = result
-    outcome = TrialOutcome(payload.pop("state"), run_id=payload.pop("run_id") or run_id, wall_s=wall, **payload)
-    return outcome
+    return TrialOutcome(payload.pop("state"), run_id=payload.pop("run_id") or run_id, wall_s=wall, **payload)
+
+
+def stop_process(proc, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the trial does not exit within grace_s."""
+    proc.terminate()
+    proc.join(grace_s)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+def _oom_kills_since(before: int | None) -> int:
+    after = oom_kill_count()
+    return after - before if before is not None and after is not None else 0
 
 
 # --- inside the trial process ---------------------------------------------------------------
@@ -112,22 +134,56 @@ def child_main(job: TrialJob, conn) -> None:
     from src.trial_callback import TrialCallback
 
     callback = TrialCallback(job, conn)
+    _stop_with_driver(job.driver_pid, callback)
     try:
         from src.config import compose_config
         from src.train import train
 
         cfg = compose_config(job.overrides)
         metrics = train(cfg, callbacks=[callback], parent_run_id=job.parent_run_id, extra_tags=job.tags)
-        state = "PRUNED" if callback.pruned_at_step is not None else "COMPLETE"
-        conn.send(("done", {"state": state, "metrics": metrics, "run_id": callback.run_id,
+        reason = "pruned" if callback.pruned_at_step is not None else "complete"
+        conn.send(("done", {"state": reason.upper(), "reason": reason, "metrics": metrics, "run_id": callback.run_id,
                             "pruned_at_step": callback.pruned_at_step, "startup_s": callback.startup_s,
                             "setup_s": callback.setup_s}))
     except BaseException as err:  # noqa: BLE001 - every failure must reach the parent
-        conn.send(("fail", {"state": "FAIL", "run_id": callback.run_id or _last_run_id(),
+        reason = reason_of_exception(err)
+        conn.send(("fail", {"state": STATE[reason], "reason": reason, "run_id": callback.run_id or _last_run_id(),
                             "fail_reason": _reason(err), "startup_s": callback.startup_s,
                             "traceback": "".join(traceback.format_exc().splitlines(True)[-25:])}))
     finally:
         conn.close()
+
+
+def _stop_with_driver(driver_pid: int, callback) -> None:
+    """If the sweep driver dies (kill -9, pre-emption) nobody would read this trial's result:
+    close the MLflow run as KILLED and exit instead of training on as an orphan. The driver's
+    Optuna trial goes stale and is re-queued by the next worker (heartbeats)."""
+
+    def watch():
+        while True:
+            time.sleep(2.0)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                _kill_run(callback.run_id or _last_run_id())
+                os._exit(1)
+            except PermissionError:
+                pass  # alive, owned by someone else
+
+    if driver_pid:
+        threading.Thread(target=watch, name="driver-watchdog", daemon=True).start()
+
+
+def _kill_run(run_id: str | None) -> None:
+    try:
+        if run_id:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient()
+            client.set_tag(run_id, "reason", "stale")
+            client.set_terminated(run_id, "KILLED")
+    except Exception:  # noqa: BLE001 - best effort: the next worker reconciles it too
+        pass
 
 
 def _reason(err: BaseException) -> str:

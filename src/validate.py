@@ -67,7 +67,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
             value = OmegaConf.to_container(value)
         if not ok(value):
             problems.append(f"{key}={value!r} is invalid: must be {allowed}")
-    return problems + combination_problems(cfg)
+    from src.faults import fault_problems
+
+    return problems + combination_problems(cfg) + fault_problems(OmegaConf.select(cfg, "fault"))
 
 
 def combination_problems(cfg: DictConfig) -> list[str]:

@@ -43,3 +43,15 @@ def make_cfg(tmp_path, store):
         ])
 
     return _make
+
+
+@pytest.fixture
+def sweep_env(tmp_path, store):
+    """Write a sweep file; return (path, storage URL, overrides that keep outputs in tmp)."""
+
+    def _make(text: str, name: str = "tiny"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        return str(path), f"sqlite:///{tmp_path}/optuna.db", [f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
+
+    return _make

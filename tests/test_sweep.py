@@ -36,18 +36,6 @@ n_trials: 3
 """
 
 
-@pytest.fixture
-def sweep_env(tmp_path, store):
-    """Write a sweep file; return (path, storage URL, overrides that keep outputs in tmp)."""
-
-    def _make(text: str, name: str = "tiny"):
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text)
-        return str(path), f"sqlite:///{tmp_path}/optuna.db", [f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
-
-    return _make
-
-
 def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
     path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
     spec = load_spec(path, overrides)
@@ -99,7 +87,8 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(sweep_env, store):
     text = SWEEP.format(base=TINY).replace("long: [", "broken: [data.batch_size=0, ").replace(
         "method: long", "method: broken").replace("{name: random, seed: 0}",
                                                   "{name: grid, kwargs: {search_space: {method: [broken, short], rank: [4], lr: [0.001], tokens: [3]}}}")
-    path, storage, overrides = sweep_env(text.replace("n_trials: 3", "n_trials: 2"))
+    # max_failures: 1 lets the sweep go on after one unexpected error (the default 0 stops it).
+    path, storage, overrides = sweep_env(text.replace("n_trials: 3", "n_trials: 2\nmax_failures: 1"))
     study = run_sweep(load_spec(path, overrides), "fails", storage, quiet=True, overrides=overrides)
     by_method = {t.params["method"]: t for t in study.trials}
     assert by_method["broken"].state.name == "FAIL" and by_method["short"].state.name == "COMPLETE"
@@ -166,13 +155,18 @@ def test_cli_args_split_into_settings_and_trial_overrides():
     settings, overrides = parse_args(["sweep=lora_rank_lr", "n_trials=3", "quiet=true", "model=tiny_bert",
                                       "trainer.max_steps=5"])
     assert settings == {"sweep": "lora_rank_lr", "n_trials": 3, "quiet": True}
+    settings, _ = parse_args(["workers=4", "oom.retry=true", "max_failures=2"])
+    assert (settings["workers"], settings["oom.retry"], settings["max_failures"]) == (4, True, 2)
     assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
-    with pytest.raises(ConfigError, match="n_trials"):
-        parse_args(["n_trials=many"])
+    with pytest.raises(ConfigError) as err:
+        parse_args(["n_trials=many", "workers=0", "oom.retry=maybe", "nokey"])
+    for needle in ("n_trials='many'", "workers=0", "oom.retry='maybe'", "'nokey': expected key=value"):
+        assert needle in str(err.value)
 
 
 def test_derive_is_arithmetic_only_and_timeout_becomes_a_trial_budget():
-    from src.sweep_driver import _seconds, _trial_budget, trial_settings
+    from src.sweep_driver import _seconds, _trial_budget
+    from src.sweep_trial import trial_settings
     from src.sweep_params import evaluate
 
     assert evaluate("2 * rank", {"rank": 8}) == 16
@@ -200,7 +194,9 @@ def test_trials_of_a_killed_sweep_are_failed_on_resume(sweep_env, monkeypatch):
     spec = load_spec(path, overrides)
     study = sweep_driver.open_study(spec, "killed", storage)
     trial = study.ask()  # as if the sweep died while this trial ran
-    sweep_driver._heartbeat(study, trial)()
+    from src.sweep_trial import _heartbeat
+
+    _heartbeat(study, trial)[0]()
     time.sleep(6)  # grace period is 3 heartbeats (3 s); leave room for a loaded machine
     resumed = sweep_driver.open_study(spec, "killed", storage)
     assert resumed.trials[0].state.name == "FAIL"
