@@ -200,3 +200,18 @@ def test_trials_of_a_killed_sweep_are_failed_on_resume(sweep_env, monkeypatch):
     time.sleep(6)  # grace period is 3 heartbeats (3 s); leave room for a loaded machine
     resumed = sweep_driver.open_study(spec, "killed", storage)
     assert resumed.trials[0].state.name == "FAIL"
+
+
+def test_resuming_with_a_changed_space_needs_consent(sweep_env, tmp_path):
+    text = SWEEP.format(base=TINY).replace("n_trials: 3", "n_trials: 1")
+    path, storage, overrides = sweep_env(text)
+    args = [f"sweep={path}", "study_name=space", f"storage={storage}", "quiet=true", "report=false", *overrides]
+    main(args)  # stores the space the study's trials come from
+    sweep_env(text.replace("low: 2, high: 8", "low: 2, high: 16"))  # same file, wider rank range
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "n_trials=2"])
+    assert "was run with a different search space" in str(exit_.value)
+    assert "allow_space_change=true" in str(exit_.value)
+    assert len(optuna.load_study(study_name="space", storage=storage).trials) == 1  # nothing ran
+    study = main([*args, "n_trials=2", "allow_space_change=true"])
+    assert len(study.trials) == 2
