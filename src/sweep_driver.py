@@ -43,7 +43,10 @@ def open_storage(storage: str, heartbeat_s: int | None = None):
     by the next driver that looks, its MLflow run closed and its params re-queued."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    tracking.tracking_uri(storage)  # creates the folder of a relative sqlite:/// path
+    if storage.startswith("sqlite"):  # relative or absolute, any driver: the folder must exist
+        from sqlalchemy.engine import make_url
+
+        Path(make_url(storage).database).parent.mkdir(parents=True, exist_ok=True)
     if storage.split(":", 1)[0].split("+")[0] not in RDB_SCHEMES:
         return storage
     beat = heartbeat_s or HEARTBEAT_S
@@ -236,7 +239,7 @@ class Progress:
         state = trial.state.name + (f"({reason})" if reason not in (None, "complete", "pruned") else "") + (
             f"@{trial.user_attrs['pruned_at_step']}" if trial.user_attrs.get("pruned_at_step") is not None else "")
         value = self._fmt(trial.values) if trial.values else (trial.user_attrs.get("fail_reason") or "")[:100]
-        print(f"[sweep {self.name}] trial {sum(counts.values())}/{self.n} #{trial.number} "
+        print(f"[sweep {self.name}] trial {counted(study)}/{self.n} #{trial.number} "
               f"{trial.user_attrs.get('method', '')} {state} {value} ({trial.user_attrs.get('wall_s', 0):.0f}s)"
               f" | best {self._best(study)} | complete {counts[TrialState.COMPLETE]} "
               f"pruned {counts[TrialState.PRUNED]} failed {counts[TrialState.FAIL]}", flush=True)

@@ -215,3 +215,11 @@ def test_resuming_with_a_changed_space_needs_consent(sweep_env, tmp_path):
     assert len(optuna.load_study(study_name="space", storage=storage).trials) == 1  # nothing ran
     study = main([*args, "n_trials=2", "allow_space_change=true"])
     assert len(study.trials) == 2
+
+
+def test_a_sqlite_storage_in_a_new_absolute_folder_is_created(tmp_path):
+    from src.sweep_driver import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path}/new/folder/optuna.db", heartbeat_s=5)
+    assert isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() == 5
+    assert (tmp_path / "new" / "folder" / "optuna.db").is_file()
