@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -122,18 +123,21 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
     except KeyboardInterrupt:
         status = "KILLED"
         number = interrupted(ctx)
-        print(resume_hint(spec, study_name, storage, number), flush=True)
+        print(resume_hint(spec, study_name, storage, number, overrides), flush=True)
         raise
     finally:
         runs.finish(study, spec, status)
     return study
 
 
+@dataclass
 class Plan:
     """How much to run: total trials wanted, wall deadline, per-trial training cap."""
 
-    def __init__(self, n_trials: int, deadline: float | None, trial_cap: float | None, heartbeat_s: int | None):
-        self.n_trials, self.deadline, self.trial_cap, self.heartbeat_s = n_trials, deadline, trial_cap, heartbeat_s
+    n_trials: int
+    deadline: float | None
+    trial_cap: float | None
+    heartbeat_s: int | None
 
 
 def drive(ctx: SweepContext, plan: Plan) -> None:
@@ -201,10 +205,11 @@ def abort_message(ctx: SweepContext, trial, failures: int) -> str:
             "or tolerate such failures with max_failures=N.")
 
 
-def resume_hint(spec: SweepSpec, study_name: str, storage: str, requeued: int | None) -> str:
+def resume_hint(spec: SweepSpec, study_name: str, storage: str, requeued: int | None, overrides=()) -> str:
     again = f" Trial #{requeued} was stopped, recorded as FAIL (interrupted) and re-queued." if requeued is not None else ""
     return (f"[sweep {study_name}] interrupted.{again} Resume with:\n"
-            f"  python -m src.sweep sweep={spec.path} study_name={study_name} storage={storage}")
+            f"  python -m src.sweep sweep={spec.path} study_name={study_name} storage={storage} "
+            + " ".join(overrides)).rstrip()
 
 
 def _seconds(max_time) -> float | None:

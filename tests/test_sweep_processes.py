@@ -72,7 +72,7 @@ def test_sigterm_stops_cleanly_and_resume_loses_nothing(sweep_env, store):
     output, _ = driver.communicate(timeout=90)
     assert driver.returncode == 130, output
     assert "Trial #0 was stopped, recorded as FAIL (interrupted) and re-queued" in output
-    assert "Resume with:" in output and "study_name=term" in output
+    assert "Resume with:" in output and "study_name=term" in output and "early_stopping.enabled=false" in output  # the same overrides
 
     study = optuna.load_study(study_name="term", storage=storage)
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
