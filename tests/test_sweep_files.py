@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from src.sweep_driver import run_sweep
+from src.sweep_preflight import preflight
 from src.sweep_spec import SWEEPS_DIR, load_spec
 
 SHIPPED = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
@@ -20,8 +21,11 @@ def test_the_required_sweeps_ship():
 def test_shipped_sweep_validates_and_runs_one_trial(name, tmp_path, store):
     overrides = [*TINY, f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
     spec = load_spec(name, overrides)
-    study = run_sweep(spec, name, f"sqlite:///{tmp_path}/optuna.db", n_trials=1, quiet=True,
-                      overrides=overrides)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    # What `python -m src.sweep` checks first, on the file's own model (the tiny one has only 2
+    # layers: default's freeze top_layers up to 4 would rightly be refused on it).
+    preflight(spec, [o for o in overrides if not o.startswith("model=")], name, storage)
+    study = run_sweep(spec, name, storage, n_trials=1, quiet=True, overrides=overrides)
     # Enqueued starting points beyond n_trials stay WAITING for a resumed run.
     [trial] = [t for t in study.trials if t.state.is_finished()]
     assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_reason")
