@@ -24,7 +24,8 @@ def close_stale_run(client: MlflowClient, run_id: str | None) -> None:
         client.set_terminated(run_id, "KILLED")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host exists (a zombie counts as gone only once reaped)."""
     if pid <= 0:
         return False
     try:
@@ -94,9 +95,6 @@ class SweepRuns:
         self.client.set_terminated(run_id, MLFLOW_STATUS[outcome.reason])
         return run_id
 
-    def close_stale(self, run_id: str | None) -> None:
-        close_stale_run(self.client, run_id)
-
     def close_dead_parents(self, study_name: str) -> list[str]:
         """Parent runs of this study left RUNNING by a driver on this host that no longer exists
         (kill -9, pre-emption): KILLED. Drivers on other hosts cannot be checked from here."""
@@ -105,7 +103,7 @@ class SweepRuns:
             f"tags.study_name = '{study_name}' and tags.driver_host = '{socket.gethostname()}'")
         closed = []
         for run in runs:
-            if not _alive(int(run.data.tags.get("driver_pid", "0"))):
+            if not process_alive(int(run.data.tags.get("driver_pid", "0"))):
                 self.client.set_tag(run.info.run_id, "reason", "driver died")
                 self.client.set_terminated(run.info.run_id, "KILLED")
                 closed.append(run.info.run_id)

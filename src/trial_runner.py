@@ -160,30 +160,19 @@ def _stop_with_driver(driver_pid: int, callback) -> None:
     Optuna trial goes stale and is re-queued by the next worker (heartbeats)."""
 
     def watch():
-        while True:
+        from mlflow.tracking import MlflowClient
+
+        from src.sweep_tracking import close_stale_run, process_alive
+
+        while process_alive(driver_pid):
             time.sleep(2.0)
-            try:
-                os.kill(driver_pid, 0)
-            except ProcessLookupError:
-                _kill_run(callback.run_id or _last_run_id())
-                os._exit(1)
-            except PermissionError:
-                pass  # alive, owned by someone else
+        try:  # best effort: the worker that fails the stale trial closes the run too
+            close_stale_run(MlflowClient(), callback.run_id or _last_run_id())
+        finally:
+            os._exit(1)
 
     if driver_pid:
         threading.Thread(target=watch, name="driver-watchdog", daemon=True).start()
-
-
-def _kill_run(run_id: str | None) -> None:
-    try:
-        if run_id:
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient()
-            client.set_tag(run_id, "reason", "stale")
-            client.set_terminated(run_id, "KILLED")
-    except Exception:  # noqa: BLE001 - best effort: the next worker reconciles it too
-        pass
 
 
 def _reason(err: BaseException) -> str:
