@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import psutil
+import pytest
 from mlflow.tracking import MlflowClient
 
 from src.sweep import main
@@ -33,9 +34,11 @@ n_trials: 2
 
 
 def start_driver(path: str, name: str, storage: str, overrides: list[str], *extra: str) -> subprocess.Popen:
+    """The sweep CLI in its own session (process group), as a terminal would start it."""
     cmd = [sys.executable, "-m", "src.sweep", f"sweep={path}", f"study_name={name}", f"storage={storage}",
            "quiet=true", "report=false", "heartbeat_s=1", *overrides, *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def wait_for_running_trial(name: str, storage: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
@@ -64,11 +67,18 @@ def runs_of(store: str) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def test_sigterm_stops_cleanly_and_resume_loses_nothing(sweep_env, store):
+# SIGTERM to the driver alone (a scheduler, `kill`): the driver stops the trial process.
+# SIGINT to the whole process group (Ctrl-C in a terminal): the trial process hears it too.
+STOPS = {"sigterm-driver": lambda p: p.send_signal(signal.SIGTERM),
+         "ctrl-c-group": lambda p: os.killpg(p.pid, signal.SIGINT)}
+
+
+@pytest.mark.parametrize("stop", sorted(STOPS))
+def test_an_interrupt_stops_cleanly_and_resume_loses_nothing(stop, sweep_env, store):
     path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
     driver = start_driver(path, "term", storage, overrides, *LONG)
     running = wait_for_running_trial("term", storage)
-    driver.send_signal(signal.SIGTERM)
+    STOPS[stop](driver)
     output, _ = driver.communicate(timeout=90)
     assert driver.returncode == 130, output
     assert "Trial #0 was stopped, recorded as FAIL (interrupted) and re-queued" in output
