@@ -42,8 +42,8 @@ def reason_of_exception(err: BaseException) -> str:
         return "oom"
     if isinstance(err, RuntimeError) and _OOM_TEXT.search(str(err)):
         return "oom"  # the CPU allocator and some CUDA libraries raise a plain RuntimeError
-    if isinstance(err, KeyboardInterrupt):
-        return "interrupted"
+    if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+        return "interrupted"  # Lightning turns Ctrl-C during fit into SystemExit(1)
     return "error"
 
 

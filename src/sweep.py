@@ -54,16 +54,6 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
     return settings, overrides
 
 
-def _interrupt_on_sigterm() -> None:
-    """CI cancels with SIGTERM: treat it like Ctrl-C so the trial and MLflow runs get closed."""
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None):
     """Every input is checked before anything runs; exit codes: 1 bad input or a trial bug that
     stopped the sweep, 130 interrupted (Ctrl-C / SIGTERM; resumable)."""
@@ -81,15 +71,16 @@ def main(argv: list[str] | None = None):
         preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
     except ConfigError as err:
         sys.exit(f"error: {err}")
+    from src import interrupts
     from src.report import write_report
     from src.sweep_driver import SweepAborted, run_sweep
 
-    _interrupt_on_sigterm()
     try:
-        study = run_sweep(spec, study_name, storage, n_trials=settings.get("n_trials"),
-                          timeout=settings.get("timeout"), quiet=settings.get("quiet", False),
-                          overrides=overrides, workers=settings.get("workers", 1),
-                          heartbeat_s=settings.get("heartbeat_s"))
+        with interrupts.installed():  # Ctrl-C / SIGTERM: stop at the next safe point, resumable
+            study = run_sweep(spec, study_name, storage, n_trials=settings.get("n_trials"),
+                              timeout=settings.get("timeout"), quiet=settings.get("quiet", False),
+                              overrides=overrides, workers=settings.get("workers", 1),
+                              heartbeat_s=settings.get("heartbeat_s"))
     except SweepAborted as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:

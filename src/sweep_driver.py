@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from src import tracking
+from src import interrupts, tracking
 from src.config import compose_config
 from src.errors import ConfigError
 from src.outcomes import BUGS
@@ -144,6 +144,7 @@ def drive(ctx: SweepContext, plan: Plan) -> None:
     """This process's ask -> run -> tell loop (one per worker)."""
     progress, failures = Progress(ctx.spec, ctx.study.study_name, plan.n_trials), 0
     while True:
+        interrupts.check()
         trial = next_trial(ctx, plan)
         if trial is None:
             return

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from src import interrupts
 from src.config import compose_config
 from src.sweep_params import suggest
 from src.sweep_spec import SweepSpec, method_of
@@ -53,8 +54,10 @@ def one_trial(ctx: SweepContext, trial: optuna.Trial, max_time: float | None = N
         trial.set_user_attr(key, value)
     overrides = [*ctx.overrides, *suggestion.overrides]
     outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time)
-    if outcome.reason == "oom" and spec.oom_retry:
+    if outcome.reason == "oom" and spec.oom_retry and not interrupts.requested():
         outcome = _retry_smaller_batch(ctx, trial, outcome, overrides, run_name, tags, max_time)
+    if interrupts.requested() and outcome.state != "COMPLETE":  # it ended because we were stopped
+        outcome.state, outcome.reason = "FAIL", "interrupted"
     check_objectives(outcome, spec)
     outcome.run_id = ctx.runs.record_trial(trial.number, outcome, run_name, tags, _log_path(ctx, trial))
     tell(study, trial, outcome, spec)

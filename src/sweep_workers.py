@@ -7,7 +7,6 @@ each WAITING (re-queued) trial to exactly one of them.
 from __future__ import annotations
 
 import multiprocessing
-import signal
 import sys
 import time
 
@@ -37,8 +36,11 @@ def run_workers(n: int, ctx, plan) -> None:
 
 def _wait(procs) -> None:
     """Until all exit; when one stops on a bug, the others stop too (like a single driver)."""
+    from src import interrupts
+
     while any(p.is_alive() for p in procs):
         time.sleep(0.5)
+        interrupts.check()
         if any(p.exitcode == ABORTED for p in procs):
             _stop(procs)
             return
@@ -55,6 +57,13 @@ def _stop(procs) -> None:
 
 
 def worker_main(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan) -> None:
+    from src import interrupts
+
+    with interrupts.installed():  # SIGTERM from the parent / Ctrl-C: stop at the next safe point
+        _work(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan)
+
+
+def _work(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan) -> None:
     from pathlib import Path
 
     from src.sweep_driver import SweepAborted, drive, open_study
@@ -62,7 +71,6 @@ def worker_main(index, spec, study_name, storage, parent_run_id, uri, quiet, ove
     from src.sweep_trial import SweepContext, interrupted
     from src.tracking import tracking_uri
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     study = open_study(spec, study_name, storage, plan.heartbeat_s)
     runs = SweepRuns.attach(tracking_uri(uri), parent_run_id)
     ctx = SweepContext(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
@@ -75,7 +83,3 @@ def worker_main(index, spec, study_name, storage, parent_run_id, uri, quiet, ove
     except KeyboardInterrupt:
         interrupted(ctx)
         sys.exit(INTERRUPTED)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")

@@ -14,6 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from src import interrupts
 from src.outcomes import STATE, oom_kill_count, reason_of_exception, reason_of_exit
 
 # Imported by the fork server once (see trial_context); the trial process inherits them.
@@ -82,13 +83,15 @@ def run_trial(job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s
     if on_start is not None:
         on_start(proc.pid)
     sender.close()  # our copy: the pipe then reports EOF when the child exits, even on a crash
-    run_id, result = None, None
+    run_id, result, last_beat = None, None, 0.0
     try:
         while result is None:
-            if heartbeat is not None:
+            interrupts.check()  # a requested stop takes effect here, never inside a storage write
+            if heartbeat is not None and time.time() - last_beat >= every_s:
                 heartbeat()
+                last_beat = time.time()
             try:
-                if not receiver.poll(every_s):
+                if not receiver.poll(0.5):
                     continue
                 kind, payload = receiver.recv()
             except (EOFError, OSError):

@@ -119,6 +119,14 @@ def test_reasons_of_exceptions_and_exit_codes():
     assert reason_of_exception(MemoryError()) == "oom"
     assert reason_of_exception(NonFiniteLossError("nan")) == "nan"
     assert reason_of_exception(ImportError("cannot import name 'x'")) == "error"
+    try:  # Lightning answers Ctrl-C during fit with SystemExit(1)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemExit(1) from None
+    except SystemExit as err:
+        assert reason_of_exception(err) == "interrupted"
+    assert reason_of_exception(SystemExit(1)) == "error"
     assert reason_of_exit(-9, oom_kills_during=1)[0] == "oom"  # the kernel's OOM killer
     assert reason_of_exit(-9, oom_kills_during=0) == ("killed", "trial process killed by SIGKILL")
     assert reason_of_exit(1, oom_kills_during=0)[0] == "crashed"
