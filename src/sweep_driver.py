@@ -177,7 +177,7 @@ def counted(study: optuna.Study) -> int:
     """Trials that count toward n_trials: finished ones (except failures that were re-queued and
     will run again) plus the ones running now in any worker."""
     trials = study.get_trials(deepcopy=False)
-    requeued = {REQUEUE.retried_trial_number(t) for t in trials} | {n for t in trials for n in REQUEUE.retry_history(t)}
+    requeued = {n for t in trials for n in REQUEUE.retry_history(t)}  # every ancestor of a retry
     return sum((t.state in FINISHED and t.number not in requeued) or t.state == TrialState.RUNNING for t in trials)
 
 

@@ -200,7 +200,7 @@ def _reference_problems(where: str, p: dict, seen: dict) -> list[str]:
 
 
 def _path_problems(space: dict, base: list[str]) -> list[str]:
-    from src.config import compose_config
+    from src.config import compose_checked
 
     method = method_param(space)
     choices = dict(space[method]["choices"]) if method else {None: []}
@@ -208,12 +208,9 @@ def _path_problems(space: dict, base: list[str]) -> list[str]:
     for choice, overrides in choices.items():
         label = f"space.{method}.choices.{choice}" if method else "base"
         try:
-            cfg = compose_config([*base, *overrides])
+            cfg = compose_checked([*base, *overrides])
         except ConfigError as err:
             problems += [f"{label}: {p}" for p in err.problems]
-            continue
-        except Exception as err:  # noqa: BLE001 - Hydra's composition errors have many types
-            problems.append(f"{label}: {type(err).__name__}: {str(err).splitlines()[0]}")
             continue
         for name, p in space.items():
             allowed = (p.get("when") or {}).get(method, [choice]) if method else [choice]

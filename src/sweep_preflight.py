@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from src import validate
+from src.config import compose_checked
 from src.errors import ConfigError
 from src.sweep_params import evaluate, format_value, method_param
 from src.sweep_spec import SweepSpec
@@ -294,22 +295,11 @@ def _choices(spec: SweepSpec, overrides: list[str]) -> list[_Choice]:
     for name, extra in options.items():
         choice = _Choice(name, [*spec.base, *overrides, *(extra or [])])
         try:
-            choice.cfg = _compose(choice.overrides)
+            choice.cfg = compose_checked(choice.overrides)
         except ConfigError as err:
             choice.problems = err.problems
         out.append(choice)
     return out
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    from src.config import compose_config
-
-    try:
-        return compose_config(overrides)
-    except ConfigError:
-        raise
-    except Exception as err:  # Hydra's composition errors have many types
-        raise ConfigError([f"{type(err).__name__}: {_first_line(err)}"]) from err
 
 
 def _param_values(space: dict, method: str | None, choice) -> tuple[dict[str, _Values], list]:
@@ -430,7 +420,7 @@ def _group_variant(choice: _Choice, group: str, value) -> DictConfig | None:
     keys = [o.lstrip("+~").partition("=")[0] for o in choice.overrides]
     if "defaults" in node or "@package" in option.read_text()[:200] or \
             any(k.startswith(f"{group}.") or k.split("/")[0] == "experiment" for k in keys):
-        return _compose([*choice.overrides, f"{group}={format_value(value)}"])
+        return compose_checked([*choice.overrides, f"{group}={format_value(value)}"])
     variant = copy.deepcopy(choice.cfg)
     OmegaConf.update(variant, group, node, merge=False)
     return variant

@@ -63,8 +63,7 @@ def one_trial(ctx: SweepContext, trial: optuna.Trial, max_time: float | None = N
     tell(study, trial, outcome, spec)
     ctx.running.clear()
     if outcome.reason == "interrupted":  # the trial process got the Ctrl-C first
-        REQUEUE(study, study._storage.get_trial(trial._trial_id))
-        ctx.requeued = trial.number
+        _requeue(ctx, trial)
         raise KeyboardInterrupt("trial interrupted")
     frozen = study._storage.get_trial(trial._trial_id)
     ctx.runs.log_progress(trial.number, {"trial/value": frozen.values[0] if frozen.values else None,
@@ -173,5 +172,11 @@ def interrupted(ctx: SweepContext) -> int | None:
                                            {"trial": str(trial.number), "study_name": ctx.study.study_name},
                                            None)
     tell(ctx.study, trial, outcome, ctx.spec)
+    _requeue(ctx, trial)
+    return ctx.requeued
+
+
+def _requeue(ctx: SweepContext, trial) -> None:
+    """An interrupted trial (already told FAIL) goes back to the queue with its params."""
     REQUEUE(ctx.study, ctx.study._storage.get_trial(trial._trial_id))
-    return trial.number
+    ctx.requeued = trial.number
