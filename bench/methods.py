@@ -21,8 +21,7 @@ KEYS = ["val/acc", "test/acc", "mem/peak_mb", "mem/weights_mb", "mem/weights_non
 
 CHILD = """
 import json, sys
-from src.config import compose_config
-from src.train import train
+from src.train import compose_config, train
 metrics = train(compose_config(sys.argv[1:]))
 print("METRICS " + json.dumps(metrics))
 """

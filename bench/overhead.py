@@ -24,10 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hydra.utils import instantiate
 from transformers import get_scheduler
 
-from src import models
-from src.adapters import apply_adapter
-from src.config import compose_config
-from src.train import build_datamodule, prepare_inputs, train
+from src.train import models
+from src.train.adapters import apply_adapter
+from src.train import build_datamodule, compose_config, prepare_inputs, train
 
 WARMUP = 3
 

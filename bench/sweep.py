@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import optuna
 
-from src.sweep_driver import run_sweep
-from src.sweep_spec import build_pruner, load_spec
+from src.sweep import load_spec, run_sweep
+from src.sweep.spec import build_pruner
 
 STORAGE = "sqlite:///mlruns/optuna.db"
 POINT = 0.01

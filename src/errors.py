@@ -1,4 +1,12 @@
-"""One error type for bad input, carrying every problem found at once."""
+"""One error type for bad input, carrying every problem found at once, and the one way a command
+line reports it: an `error: N problem(s)` block on stderr and exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+EXIT_BAD_INPUT = 2  # like argparse: the command was wrong, nothing ran
 
 
 class ConfigError(ValueError):
@@ -34,3 +42,31 @@ def instantiate_checked(node, **kwargs):
         if isinstance(err.__cause__, ConfigError):
             raise err.__cause__ from None
         raise
+
+
+def config_error_in(err: BaseException) -> ConfigError | None:
+    """The ConfigError err is or was raised from (libraries wrap what our callbacks raise)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ConfigError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def print_problems(err: ConfigError) -> None:
+    print(f"error: {err}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def exit_on_config_error():
+    """At a command line's boundary: bad input prints its problem block and exits 2."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - anything else is re-raised untouched
+        found = config_error_in(err)
+        if found is None:
+            raise
+        print_problems(found)
+        raise SystemExit(EXIT_BAD_INPUT) from None

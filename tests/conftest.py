@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import compose_config
+from src.train import compose_config
 
 TINY_BUDGET = [
     "data.max_train_samples=64",

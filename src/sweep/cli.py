@@ -1,0 +1,164 @@
+"""The sweep's command line: `python -m src.sweep [SETTING=VALUE ...] [OVERRIDE ...]` (console
+script: ftsweep-sweep). Settings are this table; every other key=value is a Hydra override
+applied to every trial. Every input is checked before anything runs."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from src.errors import ConfigError, exit_on_config_error
+from src.sweep import DEFAULT_STORAGE
+
+EXIT_ABORTED = 1  # a trial bug stopped the sweep (SweepAborted)
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: resumable
+TRUE, FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: type
+    doc: str
+    default: object = None  # None: the sweep file's value, or what the doc says
+    minimum: int | None = None
+
+
+SETTINGS = [
+    Setting("sweep", str, "name in sweeps/ or a path to a .yaml file", "default"),
+    Setting("n_trials", int, "total finished trials wanted in the study (default: the file's)",
+            minimum=1),
+    Setting("study_name", str, "Optuna study name; an existing one is resumed (default: the "
+            "sweep's name)"),
+    Setting("storage", str, "Optuna storage URL", DEFAULT_STORAGE),
+    Setting("timeout", float, "no trial starts after this many seconds (default: the file's)"),
+    Setting("quiet", bool, "true: each trial's output goes to its log file, not the console",
+            False),
+    Setting("report", bool, "false: skip the report at the end", True),
+    Setting("workers", int, "driver processes on this study", 1, minimum=1),
+    Setting("max_failures", int, "unexpected trial errors tolerated before the sweep stops "
+            "(default: the file's, else 0)", minimum=0),
+    Setting("oom.retry", bool, "true: retry an out-of-memory trial once with half the "
+            "micro-batch (default: the file's)"),
+    Setting("heartbeat_s", int, "seconds between heartbeats; a trial is stale after 3 missed "
+            "(default 20)", minimum=1),
+    Setting("allow_space_change", bool, "true: resume a study although its search space "
+            "changed", False),
+]
+BY_KEY = {s.key: s for s in SETTINGS}
+EXAMPLES = """examples:
+  python -m src.sweep                                  # sweeps/default.yaml on the embedded MiniLM
+  python -m src.sweep sweep=lora_rank_lr n_trials=30
+  python -m src.sweep sweep=default model=tiny_bert trainer.max_steps=5 n_trials=3
+  python -m src.sweep report study_name=default        # the report again (= python -m src.report)
+docs: docs/sweeps.md"""
+
+
+def help_text() -> str:
+    width = max(len(s.key) for s in SETTINGS) + 7
+    lines = ["usage: python -m src.sweep [SETTING=VALUE ...] [HYDRA_OVERRIDE ...]",
+             "       python -m src.sweep report study_name=S [storage=URL] [out=DIR]", "",
+             "Runs sweeps/NAME.yaml as an Optuna study, one process per trial, then writes the",
+             "tradeoff report. Any key=value that is not a setting is a Hydra override applied to",
+             "every trial (after the file's `base`).", "", "settings:"]
+    for s in SETTINGS:
+        default = "" if s.default is None else f" [{_show(s.default)}]"
+        lines.append(f"  {(s.key + '=' + s.kind.__name__.upper()):<{width}} {s.doc}{default}")
+    return "\n".join([*lines, "", EXAMPLES])
+
+
+def _show(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
+    """Split key=value args into the sweep's own settings (typed; only those given, plus
+    `sweep`) and trial overrides; every malformed one is reported at once."""
+    settings, overrides, problems = {}, [], []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            problems.append(f"'{arg}': expected key=value (settings: {', '.join(BY_KEY)}; "
+                            "see --help)")
+        elif key in BY_KEY:
+            parsed, problem = _parse(BY_KEY[key], value)
+            settings[key] = parsed
+            problems += [problem] if problem else []
+        else:
+            overrides.append(arg)
+    settings.setdefault("sweep", BY_KEY["sweep"].default)
+    if problems:
+        raise ConfigError(problems)
+    return settings, overrides
+
+
+def _parse(setting: Setting, text: str) -> tuple[object, str | None]:
+    if setting.kind is bool:
+        if text.lower() not in TRUE + FALSE:
+            return text, f"{setting.key}={text!r}: must be true or false"
+        return text.lower() in TRUE, None
+    if setting.kind is str:
+        return text, None
+    try:
+        value = setting.kind(text)
+    except ValueError:
+        value = None
+    if value is None or (setting.minimum is not None and value < setting.minimum):
+        low = f" >= {setting.minimum}" if setting.minimum is not None else ""
+        noun = "an integer" if setting.kind is int else "a number of seconds"
+        shown = text if value is None else value
+        return text, f"{setting.key}={shown!r}: must be {noun}{low}"
+    return value, None
+
+
+def main(argv: list[str] | None = None):
+    """Exit codes: 0 done, 2 bad input (nothing ran), 1 a trial bug stopped the sweep,
+    130 interrupted (Ctrl-C / SIGTERM; resume with the printed command)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(help_text())
+        return None
+    if argv[:1] == ["report"]:
+        from src.sweep.report import main as report_main
+
+        return report_main(argv[1:])
+    with exit_on_config_error():
+        settings, overrides = parse_args(argv)
+        spec, study_name, storage = _checked(settings, overrides)
+    return _run(spec, study_name, storage, settings, overrides)
+
+
+def _checked(settings: dict, overrides: list[str]):
+    """The sweep file, then everything a trial needs (src/sweep/preflight/)."""
+    from src.sweep.preflight import preflight
+    from src.sweep.spec import load_spec
+
+    spec = load_spec(settings["sweep"], overrides)
+    spec.max_failures = settings.get("max_failures", spec.max_failures)
+    spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
+    study_name = settings.get("study_name", spec.name)
+    storage = settings.get("storage", BY_KEY["storage"].default)
+    preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
+    return spec, study_name, storage
+
+
+def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[str]):
+    from src.sweep import interrupts
+    from src.sweep.driver import SweepAborted
+    from src.sweep.report import write_report
+    from src.sweep.run import run_sweep
+
+    try:
+        with interrupts.installed(), exit_on_config_error():
+            study = run_sweep(spec, study_name, storage, n_trials=settings.get("n_trials"),
+                              timeout=settings.get("timeout"), quiet=settings.get("quiet", False),
+                              overrides=overrides, workers=settings.get("workers", 1),
+                              heartbeat_s=settings.get("heartbeat_s"))
+    except SweepAborted as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_ABORTED)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    if settings.get("report", True):
+        write_report(study)
+    return study

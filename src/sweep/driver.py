@@ -1,0 +1,91 @@
+"""One driver's loop (a sweep runs one, or one per worker): until the study holds n_trials,
+ask (under the slot lock for a local SQLite study) -> run the trial in its own process -> tell,
+one progress line per trial, and stop on a bug beyond max_failures (src/sweep/outcomes.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import optuna
+
+from src.sweep import interrupts
+from src.sweep.outcomes import BUGS
+from src.sweep.progress import Progress
+from src.sweep.storage import counted, slot_lock
+from src.sweep.trial import SweepContext, one_trial
+
+
+class SweepAborted(RuntimeError):
+    """An unexpected trial error (a bug) beyond max_failures: the sweep stops after recording it."""
+
+
+@dataclass
+class Plan:
+    """How much to run: total trials wanted, wall deadline, per-trial training cap."""
+
+    n_trials: int
+    deadline: float | None
+    trial_cap: float | None
+    heartbeat_s: int | None
+
+
+def drive(ctx: SweepContext, plan: Plan) -> None:
+    """This process's ask -> run -> tell loop (one per worker)."""
+    progress, failures = Progress(ctx.spec, ctx.study.study_name, plan.n_trials), 0
+    while True:
+        interrupts.check()
+        trial = next_trial(ctx, plan)
+        if trial is None:
+            return
+        frozen = one_trial(ctx, trial, max_time=trial_budget(plan.deadline, plan.trial_cap))
+        progress.line(ctx.study, frozen)
+        if frozen.user_attrs.get("reason") in BUGS:
+            failures += 1
+            if failures > ctx.spec.max_failures:
+                raise SweepAborted(abort_message(ctx, frozen, failures))
+
+
+def next_trial(ctx: SweepContext, plan: Plan):
+    """Ask for the next trial, or None when the sweep is done. Counting and asking happen under
+    one lock, so local workers on one SQLite study never start more trials than wanted."""
+    study, name = ctx.study, ctx.study.study_name
+    with slot_lock(ctx.storage):
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
+        if counted(study) >= plan.n_trials:
+            return None
+        if plan.deadline is not None and time.time() > plan.deadline:
+            print(f"[sweep {name}] timeout reached; stopping", flush=True)
+            return None
+        if getattr(study.sampler, "is_exhausted", lambda _: False)(study):
+            print(f"[sweep {name}] grid exhausted; stopping", flush=True)
+            return None
+        return study.ask()
+
+
+def abort_message(ctx: SweepContext, trial, failures: int) -> str:
+    tail = (trial.user_attrs.get("traceback") or "").rstrip()
+    return (f"trial #{trial.number} failed with an unexpected error ({failures} so far, max_failures="
+            f"{ctx.spec.max_failures}): {trial.user_attrs.get('fail_reason')}\n"
+            + (f"--- trial traceback (tail) ---\n{tail}\n------------------------------\n" if tail else "")
+            + "The sweep stopped. Fix the cause and resume with the same command, "
+            "or tolerate such failures with max_failures=N.")
+
+
+def max_time_seconds(max_time) -> float | None:
+    """Lightning's max_time as seconds: 'DD:HH:MM:SS' or a {days, hours, minutes, seconds} map."""
+    if max_time is None:
+        return None
+    if isinstance(max_time, str):
+        days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return sum(float(max_time.get(k, 0)) * f for k, f in
+               (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1)))
+
+
+def trial_budget(deadline: float | None, trial_cap: float | None) -> float | None:
+    """The sweep timeout is a wall budget: a trial may train only until it runs out, and never
+    longer than the file's own per-trial trainer.max_time."""
+    left = None if deadline is None else max(1.0, deadline - time.time())
+    caps = [c for c in (left, trial_cap) if c is not None]
+    return min(caps) if caps else None

@@ -1,0 +1,95 @@
+"""A stored study the sweep would resume: same directions, and (unless allowed) the same space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from src.sweep.preflight.findings import first_line
+from src.sweep.preflight.storage import display_url
+from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
+from src.train.config import ABSENT
+
+
+def study_problems(spec: SweepSpec, study_name: str, storage_url: str,
+                   allow_space_change: bool) -> list[str]:
+    """A stored study of that name must have the same directions, and (unless allowed) been run
+    with the same space: mixing trials from two spaces misleads the sampler and the report."""
+    stored, problems = _stored_study(study_name, storage_url)
+    if stored is None:
+        return problems
+    directions, attrs = stored
+    where = f"study '{study_name}' in {display_url(storage_url)}"
+    if directions != spec.directions:  # Optuna cannot change them: a new study is the only way
+        return [(f"{where} has directions {directions}, the sweep file says {spec.directions}; "
+                 "pick another study_name")]
+    old = attrs.get(SIGNATURE_ATTR)
+    if allow_space_change or not isinstance(old, dict):  # studies from before the attr: accepted
+        return []
+    changes = _signature_changes(old, space_signature(spec))
+    if not changes:
+        return []
+    return [(f"{where} was run with a different search space ({'; '.join(changes)}); resume with "
+             "allow_space_change=true to continue this study anyway, or pick a new study_name")]
+
+
+def _stored_study(study_name: str, url: str) -> tuple[tuple[list[str], dict] | None, list[str]]:
+    """(directions, user attrs) of the stored study, or None; nothing is created in the storage
+    (optuna.load_study alone would create the file and tables)."""
+    import optuna
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and not Path(parsed.database).is_file():
+        return None, []
+    engine_kwargs = {"connect_args": {"timeout": 10}} if sqlite else {}
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        if not sqlalchemy.inspect(engine).has_table("studies"):
+            return None, []
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                             skip_table_creation=True)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage,
+                                      sampler=optuna.samplers.RandomSampler())
+            return ([d.name.lower() for d in study.directions], dict(study.user_attrs)), []
+        except KeyError:
+            return None, []
+        finally:
+            storage.engine.dispose()
+    except Exception as err:  # noqa: BLE001 - old schema (RuntimeError), locked or corrupt file
+        reason = first_line(err)
+        return None, [f"storage={display_url(url)}: cannot read study '{study_name}': {reason}"]
+    finally:
+        engine.dispose()
+
+
+def stored_study_exists(study_name: str, url: str) -> bool:
+    """Whether the storage holds that study (read only: nothing is created)."""
+    stored, problems = _stored_study(study_name, url)
+    return stored is not None and not problems
+
+
+def _signature_changes(old: dict, new: dict) -> list[str]:
+    old_space, new_space = old.get("space") or {}, new["space"]
+    changes = []
+    added = [k for k in new_space if k not in old_space]
+    removed = [k for k in old_space if k not in new_space]
+    if added:
+        changes.append(f"added {added}")
+    if removed:
+        changes.append(f"removed {removed}")
+    changes += [f"changed {name}: {_mapping_diff(old_space[name], p)}"
+                for name, p in new_space.items() if name in old_space and old_space[name] != p]
+    changes += [f"{key} {old.get(key)} -> {new[key]}" for key in ("base", "objectives")
+                if old.get(key) != new[key]]
+    return changes
+
+
+def _mapping_diff(old, new) -> str:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return f"{old} -> {new}"
+    keys = [*old, *(k for k in new if k not in old)]
+    return ", ".join(f"{k} {old.get(k, '(none)')} -> {new.get(k, '(none)')}" for k in keys
+                     if old.get(k, ABSENT) != new.get(k, ABSENT))

@@ -1,0 +1,69 @@
+"""Lightning callback inside a trial process: reports the monitored metric to Optuna at every
+validation check and stops training when the pruner says so; also times the fixed cost.
+
+Why not optuna_integration.PyTorchLightningPruningCallback: it reports with step=epoch, so with
+several validation checks per epoch the later reports of an epoch are dropped by Optuna, and it
+raises TrialPruned through Lightning, which aborts train() before it measures and logs the run.
+Stopping via trainer.should_stop keeps the run's metrics complete.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+
+
+class TrialCallback(pl.Callback):
+    def __init__(self, job, conn):
+        self.job, self.conn = job, conn
+        self.trial = None
+        self.run_id: str | None = None
+        self.startup_s: float | None = None
+        self.setup_s: float | None = None
+        self.pruned_at_step: int | None = None
+        self.elapsed: dict[str, float] = {}
+        self.fit_started = time.perf_counter()
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.run_id = getattr(trainer.logger, "run_id", None)
+        if self.run_id:  # so the parent can close the run even if this process dies later
+            self.conn.send(("run", self.run_id))
+        if self.job.prune:
+            self.trial = _load_trial(self.job)
+        self.fit_started = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.setup_s is None:  # everything before the first step's compute: the fixed cost
+            self.setup_s = time.time() - self.job.launched_at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.startup_s is None:
+            self.startup_s = time.time() - self.job.launched_at
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.trial is None or self.pruned_at_step is not None:
+            return
+        value = trainer.callback_metrics.get(self.job.monitor)
+        if value is None:
+            return
+        self.trial.report(float(value), step=trainer.global_step)
+        # Seconds of training up to this check: lets bench/sweep.py price a prune at this step.
+        self.elapsed[str(trainer.global_step)] = time.perf_counter() - self.fit_started
+        self.trial.set_user_attr("elapsed_at_step", self.elapsed)
+        if self.trial.should_prune():
+            self.pruned_at_step = trainer.global_step
+            trainer.should_stop = True
+
+
+def _load_trial(job):
+    """The parent's trial, rebuilt here so report/should_prune go through the shared storage."""
+    import optuna
+
+    from src.sweep.spec import build_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=job.study_name, storage=job.storage,
+                              pruner=build_pruner(job.pruner),
+                              sampler=optuna.samplers.RandomSampler())  # never samples here
+    return optuna.trial.Trial(study, job.trial_id)

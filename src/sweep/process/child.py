@@ -1,0 +1,93 @@
+"""Inside a trial process: compose the trial's config, train with the pruning callback, send the
+outcome back to the driver; stop at once if the driver dies."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+
+from src.sweep.outcomes import STATE, reason_of_exception
+from src.sweep.process.job import TrialJob
+
+
+def child_main(job: TrialJob, conn) -> None:
+    """Compose the trial's config, train with the pruning callback, send the outcome back."""
+    os.chdir(job.cwd)  # the fork server's cwd/env are from when it started, not from now
+    if job.quiet:
+        _silence(job.log_path)
+    # Imported here, not at the top: the driver imports this module (it names child_main as the
+    # process target) and should not pay for lightning.
+    from src.sweep.process.callback import TrialCallback
+
+    callback = TrialCallback(job, conn)
+    _stop_with_driver(job.driver_pid, callback)
+    try:
+        from src.sweep.configs import trial_config
+        from src.train.run import train
+
+        cfg = trial_config(job.overrides)
+        metrics = train(cfg, callbacks=[callback], parent_run_id=job.parent_run_id, extra_tags=job.tags)
+        reason = "pruned" if callback.pruned_at_step is not None else "complete"
+        conn.send(("done", {"state": reason.upper(), "reason": reason, "metrics": metrics, "run_id": callback.run_id,
+                            "pruned_at_step": callback.pruned_at_step, "startup_s": callback.startup_s,
+                            "setup_s": callback.setup_s}))
+    except BaseException as err:  # noqa: BLE001 - every failure must reach the parent
+        reason = reason_of_exception(err)
+        conn.send(("fail", {"state": STATE[reason], "reason": reason, "run_id": callback.run_id or _last_run_id(),
+                            "fail_reason": _reason(err), "startup_s": callback.startup_s,
+                            "traceback": "".join(traceback.format_exc().splitlines(True)[-25:])}))
+    finally:
+        conn.close()
+
+
+def _stop_with_driver(driver_pid: int, callback) -> None:
+    """If the sweep driver dies (kill -9, pre-emption) nobody would read this trial's result:
+    close the MLflow run as KILLED and exit instead of training on as an orphan. The driver's
+    Optuna trial goes stale and is re-queued by the next worker (heartbeats)."""
+
+    def watch():
+        from mlflow.tracking import MlflowClient
+
+        from src.sweep.tracking import close_stale_run, process_alive
+
+        while process_alive(driver_pid):
+            time.sleep(2.0)
+        try:  # best effort: the worker that fails the stale trial closes the run too
+            close_stale_run(MlflowClient(), callback.run_id or _last_run_id())
+        finally:
+            os._exit(1)
+
+    if driver_pid:
+        threading.Thread(target=watch, name="driver-watchdog", daemon=True).start()
+
+
+def _reason(err: BaseException) -> str:
+    problems = getattr(err, "problems", None)
+    if problems:
+        return f"{type(err).__name__}: " + "; ".join(problems)
+    return f"{type(err).__name__}: {str(err)[:500]}"
+
+
+def _last_run_id() -> str | None:
+    import mlflow
+
+    run = mlflow.last_active_run()
+    return run.info.run_id if run else None
+
+
+def _silence(log_path: str | None) -> None:
+    """CI mode: the trial's stdout/stderr (Lightning, transformers, warnings) go to a log file."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers", "mlflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if log_path:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)

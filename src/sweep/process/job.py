@@ -1,0 +1,43 @@
+"""What the sweep driver hands a trial process, and what it learns back: plain data that
+pickles across the process boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrialJob:
+    """Everything a trial process needs; plain data, so it pickles to the child."""
+
+    study_name: str
+    storage: str
+    trial_id: int
+    number: int
+    overrides: list[str]
+    pruner: dict
+    prune: bool
+    monitor: str
+    parent_run_id: str | None
+    tags: dict
+    cwd: str
+    quiet: bool = False
+    log_path: str | None = None
+    launched_at: float = 0.0
+    driver_pid: int = 0  # the trial process stops itself when this process is gone
+
+
+@dataclass
+class TrialOutcome:
+    """What the parent learns about a finished trial process."""
+
+    state: str  # COMPLETE | PRUNED | FAIL
+    reason: str = "complete"  # why it ended: see src/outcomes.py
+    metrics: dict = field(default_factory=dict)
+    run_id: str | None = None
+    pruned_at_step: int | None = None
+    fail_reason: str | None = None
+    traceback: str | None = None
+    startup_s: float | None = None  # child start -> end of the first optimizer step
+    setup_s: float | None = None  # child start -> start of the first batch (no training compute)
+    wall_s: float = 0.0

@@ -1,0 +1,36 @@
+"""Imported once by the trial fork server so every trial process starts with the stack loaded.
+
+Besides the top-level imports, transformers and peft load model classes lazily on first use;
+touching them here moves that cost out of every trial too.
+"""
+
+import logging
+
+# bitsandbytes' CPU backend warns at import that an optional kernels package is missing: noise.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+import lightning.pytorch  # noqa: F401
+import mlflow  # noqa: F401
+import optuna  # noqa: F401
+import peft
+import torch  # noqa: F401
+import transformers
+from lightning.pytorch.loggers import MLFlowLogger  # noqa: F401
+
+import src.sweep.configs
+import src.sweep.process.child
+import src.train.data
+import src.train.run
+
+for _name in ("BertForSequenceClassification", "LlamaForSequenceClassification",
+              "AutoModelForSequenceClassification", "AutoTokenizer", "BitsAndBytesConfig"):
+    getattr(transformers, _name)
+for _name in ("LoraConfig", "PrefixTuningConfig", "PromptTuningConfig", "IA3Config", "get_peft_model"):
+    getattr(peft, _name)
+# The default data, read and labelled once here: trials of the default sweep start with it.
+src.train.data.labelled_source(src.sweep.configs.trial_config([]).data)
+
+try:  # optional: quantized trials need it, others do not
+    import bitsandbytes  # noqa: F401
+except ImportError:
+    pass

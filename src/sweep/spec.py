@@ -1,0 +1,226 @@
+"""Sweep files (sweeps/NAME.yaml): load, validate every problem at once, build sampler/pruner.
+
+A file holds `base` (Hydra overrides for every trial), `space` (param -> spec), `sampler`,
+`pruner`, `objectives`, `n_trials`, `timeout`. Suggesting values lives in src/sweep/space.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from src.errors import ConfigError
+from src.sweep.space_check import check_space
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent.parent / "sweeps"
+SIGNATURE_ATTR = "space_signature"  # study user attr: the space the study's trials came from
+TOP_KEYS = {"description", "base", "space", "sampler", "pruner", "objectives", "n_trials", "timeout",
+            "enqueue", "max_failures", "oom"}
+# Keys train() returns; an objective must be one of them.
+METRIC_KEYS = {"val/acc", "test/acc", "train/loss", "val/loss", "test/loss", "mem/peak_mb",
+               "mem/weights_mb", "mem/optimizer_mb", "time/train_s", "time/step_ms",
+               "throughput/tokens_per_s", "params/trainable", "params/total",
+               "params/trainable_pct", "train/steps"}
+SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler",
+            "nsgaii": "NSGAIISampler", "nsgaiii": "NSGAIIISampler", "cmaes": "CmaEsSampler",
+            "qmc": "QMCSampler", "gp": "GPSampler", "bruteforce": "BruteForceSampler"}
+PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
+           "successive_halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner",
+           "threshold": "ThresholdPruner", "wilcoxon": "WilcoxonPruner", "none": "NopPruner"}
+
+
+@dataclass
+class SweepSpec:
+    """A validated sweep file."""
+
+    name: str
+    path: Path
+    base: list[str]
+    space: dict[str, dict]
+    sampler: dict = field(default_factory=lambda: {"name": "tpe"})
+    pruner: dict = field(default_factory=lambda: {"name": "none"})
+    objectives: list[dict] = field(default_factory=lambda: [{"metric": "val/acc", "direction": "maximize"}])
+    n_trials: int = 10
+    timeout: float | None = None
+    enqueue: list[dict] = field(default_factory=list)  # first trials' params (known-good starts)
+    max_failures: int = 0  # unexpected trial errors tolerated before the sweep stops
+    oom_retry: bool = False  # after an OOM, retry the trial once with half the micro-batch
+
+    @property
+    def directions(self) -> list[str]:
+        return [o["direction"] for o in self.objectives]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o["metric"] for o in self.objectives]
+
+    @property
+    def prunes(self) -> bool:
+        """Single-objective trials report every validation check (the pruner 'none' then never
+        prunes, but the curves are kept); Optuna refuses trial.report in multi-objective studies."""
+        return len(self.objectives) == 1
+
+
+def resolve_path(name: str) -> Path:
+    """`default` -> sweeps/default.yaml; a path to a .yaml file is taken as is."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    return SWEEPS_DIR / f"{name}.yaml"
+
+
+def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
+    """Read and validate a sweep file; raise one ConfigError naming every problem."""
+    path = resolve_path(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+        raise ConfigError([f"sweep={name}: no such file {path}; shipped sweeps are {known}"])
+    try:  # OmegaConf's YAML loader, like conf/: it reads 1e-4 as a float (PyYAML: a string)
+        raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    except Exception as err:
+        raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: must be a mapping with keys {sorted(TOP_KEYS)}"])
+    problems = [f"unknown top-level key '{k}'; allowed: {sorted(TOP_KEYS)}" for k in raw if k not in TOP_KEYS]
+    spec = SweepSpec(name=path.stem, path=path, base=list(raw.get("base") or []),
+                     space=dict(raw.get("space") or {}),
+                     sampler=dict(raw.get("sampler") or {"name": "tpe"}),
+                     pruner=dict(raw.get("pruner") or {"name": "none"}),
+                     objectives=list(raw.get("objectives") or [{"metric": "val/acc", "direction": "maximize"}]),
+                     n_trials=raw.get("n_trials", 10), timeout=raw.get("timeout"),
+                     enqueue=list(raw.get("enqueue") or []), max_failures=raw.get("max_failures", 0),
+                     oom_retry=_oom_retry(raw.get("oom")))
+    problems += _scalar_problems(spec)
+    problems += _objective_problems(spec.objectives)
+    problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
+    problems += _factory_problems("pruner", spec.pruner, PRUNERS)
+    if spec.sampler.get("name") == "grid" and "search_space" not in (spec.sampler.get("kwargs") or {}):
+        problems += _grid_problems(spec.space)
+    problems += [f"enqueue[{i}]: param '{k}' is not in space" for i, e in enumerate(spec.enqueue)
+                 for k in (e if isinstance(e, dict) else {"<not a mapping>": 0}) if k not in spec.space]
+    if not spec.space:
+        problems.append("space: empty; give at least one parameter")
+    else:
+        problems += check_space(spec.space, [*spec.base, *cli_overrides])
+    if problems:
+        raise ConfigError([f"{path.name}: {p}" for p in problems])
+    return spec
+
+
+def _oom_retry(oom):
+    """`oom: {retry: true}` in the file; anything else is kept as is for the error message."""
+    if oom is None:
+        return False
+    return oom.get("retry", False) if isinstance(oom, dict) and set(oom) <= {"retry"} else oom
+
+
+def _scalar_problems(spec: SweepSpec) -> list[str]:
+    problems = []
+    if not all(isinstance(o, str) for o in spec.base):
+        problems.append("base: must be a list of Hydra override strings like 'model=minilm'")
+    if not isinstance(spec.n_trials, int) or isinstance(spec.n_trials, bool) or spec.n_trials < 1:
+        problems.append(f"n_trials={spec.n_trials!r}: must be an integer >= 1")
+    if spec.timeout is not None and (not isinstance(spec.timeout, (int, float)) or spec.timeout <= 0):
+        problems.append(f"timeout={spec.timeout!r}: must be null or a number of seconds > 0")
+    if not isinstance(spec.max_failures, int) or isinstance(spec.max_failures, bool) or spec.max_failures < 0:
+        problems.append(f"max_failures={spec.max_failures!r}: must be an integer >= 0")
+    if not isinstance(spec.oom_retry, bool):
+        problems.append(f"oom={spec.oom_retry!r}: must be a mapping {{retry: true|false}}")
+    return problems
+
+
+def _objective_problems(objectives: list) -> list[str]:
+    problems = []
+    for i, obj in enumerate(objectives):
+        if not isinstance(obj, dict) or set(obj) - {"metric", "direction"}:
+            problems.append(f"objectives[{i}]: must be {{metric: KEY, direction: maximize|minimize}}")
+            continue
+        if obj.get("metric") not in METRIC_KEYS:
+            problems.append(f"objectives[{i}].metric={obj.get('metric')!r} is not a metric train() "
+                            f"returns; choose one of {sorted(METRIC_KEYS)}")
+        if obj.get("direction") not in ("maximize", "minimize"):
+            problems.append(f"objectives[{i}].direction={obj.get('direction')!r}: must be maximize or minimize")
+    if not objectives:
+        problems.append("objectives: give at least one")
+    return problems
+
+
+def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
+    name = conf.get("name")
+    extra = set(conf) - {"name", "seed", "kwargs"}
+    problems = [f"{kind}: unknown key(s) {sorted(extra)}; allowed: name, seed, kwargs"] if extra else []
+    if name not in registry and not (isinstance(name, str) and ":" in name):
+        problems.append(f"{kind}.name={name!r} is unknown; choose one of {sorted(registry)} "
+                        "or give 'module:Class'")
+    elif kind == "pruner" and conf.get("seed") is not None:
+        problems.append("pruner: has no seed; put pruner arguments under kwargs")
+    if not isinstance(conf.get("kwargs", {}), dict):
+        problems.append(f"{kind}.kwargs: must be a mapping of constructor arguments")
+    return problems
+
+
+def _grid_problems(space: dict) -> list[str]:
+    return [f"space.{name}: the grid sampler needs categorical params or ints with a step"
+            for name, p in space.items() if isinstance(p, dict) and p.get("type") == "float"]
+
+
+def _class(dotted_or_key: str, registry: dict):
+    if dotted_or_key in registry:
+        import optuna
+
+        module = optuna.samplers if "Sampler" in registry[dotted_or_key] else optuna.pruners
+        return getattr(module, registry[dotted_or_key])
+    module, _, attr = dotted_or_key.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_sampler(spec: SweepSpec, n_existing: int = 0):
+    """The sampler; on resume the seed is shifted by the trials already run, so a resumed study
+    does not replay the first invocation's random startup suggestions."""
+    conf = spec.sampler
+    kwargs = dict(conf.get("kwargs") or {})
+    cls = _class(conf["name"], SAMPLERS)
+    if conf["name"] == "grid":
+        cls = _ask_tell_grid()
+        kwargs.setdefault("search_space", grid_space(spec.space))
+    if conf.get("seed") is not None:
+        kwargs["seed"] = conf["seed"] + n_existing
+    return cls(**kwargs)
+
+
+def _ask_tell_grid():
+    """GridSampler calls study.stop() after the last grid point, which Optuna refuses outside
+    study.optimize(); the sweep loop checks is_exhausted() before each ask instead."""
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskTellGridSampler
+
+
+def build_pruner(pruner_conf: dict):
+    """Built from the plain dict so the trial process can rebuild the same pruner."""
+    return _class(pruner_conf["name"], PRUNERS)(**dict(pruner_conf.get("kwargs") or {}))
+
+
+def grid_space(space: dict) -> dict[str, list]:
+    grid = {}
+    for name, p in space.items():
+        if p.get("type") == "categorical":
+            grid[name] = list(p["choices"])
+        elif p.get("type") == "int":
+            grid[name] = list(range(p["low"], p["high"] + 1, p.get("step", 1)))
+    return grid
+
+
+def space_signature(spec: SweepSpec) -> dict:
+    """What a study's trials were sampled from (stored with the study; a resume compares it).
+    JSON round trip: it then compares equal to the copy Optuna gives back from a user attr."""
+    signature = {"space": spec.space, "base": spec.base, "objectives": spec.objectives}
+    return json.loads(json.dumps(signature, default=str))

@@ -1,0 +1,92 @@
+"""Compose configs from conf/ without the CLI (tests, the sweep and its trial processes), and
+check group options before Hydra does: Hydra stops at the first unknown one, we name them all."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from src.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+# The one "no such key" marker for OmegaConf.select(..., default=ABSENT): None is a valid value.
+ABSENT = object()
+
+
+def compose_config(
+    overrides: list[str] | tuple[str, ...] = (), config_name: str = "train"
+) -> DictConfig:
+    """conf/<config_name>.yaml with Hydra overrides applied; unknown group options are refused
+    up front, all at once, with the valid choices."""
+    overrides = list(overrides)
+    problems = override_problems(overrides)
+    if problems:
+        raise ConfigError(problems)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def compose_checked(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """compose_config, with every composition failure as a ConfigError: Hydra's own errors
+    (missing keys, bad override syntax, ...) have many types and multi-line messages."""
+    try:
+        return compose_config(overrides)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Hydra raises many types; the user needs the text
+        lines = str(err).strip().splitlines()
+        raise ConfigError([f"{type(err).__name__}: {lines[0] if lines else ''}"]) from err
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def override_problems(overrides: list[str]) -> list[str]:
+    """Unknown config-group options among command-line overrides, with the valid choices.
+    Multirun sweeps (`adapter=lora,ia3`, `choice(...)`) have each of their values checked."""
+    problems = []
+    for text in overrides:
+        group, values = _group_values(text)
+        if group is None:
+            continue
+        options = group_options(group)
+        problems += [
+            f"{group}={value} is not a known option; choose one of {options}"
+            for value in values
+            if value not in options
+        ]
+    return problems
+
+
+def unknown_option_overrides(overrides: list[str]) -> list[str]:
+    """The overrides override_problems complains about (so the rest can still be checked)."""
+    return [text for text in overrides if override_problems([text])]
+
+
+def _group_values(text: str) -> tuple[str | None, list[str]]:
+    """(group, the option names it selects) for an override of a conf/ group, else (None, [])."""
+    try:
+        override = override_parser().parse_override(text)
+    except Exception:  # noqa: BLE001 - bad syntax: Hydra itself reports it at compose time
+        return None, []
+    group = override.key_or_group
+    if override.is_delete() or not (CONF_DIR / group).is_dir():
+        return None, []
+    if not override.is_sweep_override():
+        value = override.get_value_element_as_str()
+        return (None, []) if "/" in value else (group, [value])
+    try:
+        return group, [str(v) for v in override.sweep_string_iterator()]
+    except Exception:  # noqa: BLE001 - glob(...) needs Hydra's config loader: Hydra expands it
+        return None, []
+
+
+@functools.cache
+def override_parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()

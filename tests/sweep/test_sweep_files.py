@@ -1,0 +1,33 @@
+"""Every shipped sweep file validates and runs one trial on a tiny model (litgpt's config-hub test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from src.sweep import run_sweep
+from src.sweep.preflight import preflight
+from src.sweep import load_spec
+from src.sweep.spec import SWEEPS_DIR
+
+SHIPPED = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
+        "trainer.max_steps=2", "trainer.val_check_interval=1"]
+
+
+def test_the_required_sweeps_ship():
+    assert {"default", "lora_rank_lr", "precision", "tradeoff"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_sweep_validates_and_runs_one_trial(name, tmp_path, store):
+    overrides = [*TINY, f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
+    spec = load_spec(name, overrides)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    # What `python -m src.sweep` checks first, on the file's own model (the tiny one has only 2
+    # layers: default's freeze top_layers up to 4 would rightly be refused on it).
+    preflight(spec, [o for o in overrides if not o.startswith("model=")], name, storage)
+    study = run_sweep(spec, name, storage, n_trials=1, quiet=True, overrides=overrides)
+    # Enqueued starting points beyond n_trials stay WAITING for a resumed run.
+    [trial] = [t for t in study.trials if t.state.is_finished()]
+    assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_reason")
+    assert len(trial.values) == len(spec.objectives)

@@ -1,0 +1,60 @@
+"""Trainable-parameter counts match what each method should train, computed independently."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+from transformers import AutoConfig
+
+from src.train.models import resolve_source
+from src.train import train
+
+
+class Capture(pl.Callback):
+    def on_fit_start(self, trainer, pl_module):
+        self.model = pl_module.model
+
+
+def run(make_cfg, *overrides, model="tiny_bert"):
+    probe = Capture()
+    cfg = make_cfg(*overrides, "logger=none", "checkpoint.enabled=false", model=model)
+    metrics = train(cfg, callbacks=[probe])
+    hf = AutoConfig.from_pretrained(resolve_source(cfg.model))
+    return metrics, probe.model, hf
+
+
+def head_params(h: int, labels: int = 2) -> int:
+    """BERT classification head: pooler dense (h*h + h) + classifier (h*labels + labels)."""
+    return h * h + h + h * labels + labels
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_freeze_trains_top_k_layers_and_head(make_cfg, k):
+    metrics, model, hf = run(make_cfg, "adapter=freeze", f"adapter.trainable_top_layers={k}")
+    per_layer = sum(p.numel() for p in model.bert.encoder.layer[0].parameters())
+    assert metrics["params/trainable"] == k * per_layer + head_params(hf.hidden_size)
+    trainable_layers = {n.split(".")[3] for n, p in model.named_parameters()
+                        if p.requires_grad and n.startswith("bert.encoder.layer.")}
+    assert trainable_layers == {str(i) for i in range(hf.num_hidden_layers - k, hf.num_hidden_layers)}
+
+
+@pytest.mark.parametrize("r", [2, 8])
+def test_lora_trains_rank_r_matrices_on_query_value(make_cfg, r):
+    metrics, _, hf = run(make_cfg, "adapter=lora", f"adapter.peft.r={r}")
+    h = hf.hidden_size
+    lora = hf.num_hidden_layers * 2 * r * (h + h)  # A: r x h, B: h x r, on query and value
+    assert metrics["params/trainable"] == lora + head_params(h)
+
+
+@pytest.mark.parametrize("tokens", [5, 20])
+def test_prompt_trains_virtual_tokens_and_head(make_cfg, tokens):
+    metrics, _, hf = run(make_cfg, "adapter=prompt", f"adapter.peft.num_virtual_tokens={tokens}")
+    assert metrics["params/trainable"] == tokens * hf.hidden_size + head_params(hf.hidden_size)
+
+
+def test_lora_on_llama_targets_q_and_v(make_cfg):
+    metrics, _, hf = run(make_cfg, "adapter=lora", "adapter.peft.r=4", model="tiny_llama")
+    h, kv = hf.hidden_size, hf.num_key_value_heads * (hf.hidden_size // hf.num_attention_heads)
+    q, v = 4 * (h + h), 4 * (h + kv)
+    score = h * 2  # Llama's classification head has no bias
+    assert metrics["params/trainable"] == hf.num_hidden_layers * (q + v) + score
