@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None):
     """Exit codes: 0 done, 2 bad input (nothing ran), 1 a trial bug stopped the sweep,
     130 interrupted (Ctrl-C / SIGTERM; resume with the printed command)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(help_text())
-        return None
     if argv[:1] == ["report"]:
         from src.sweep.report import main as report_main
 
         return report_main(argv[1:])
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(help_text())
+        return None
     with exit_on_config_error():
         settings, overrides = parse_args(argv)
         spec, study_name, storage = _checked(settings, overrides)
@@ -162,3 +162,8 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
     if settings.get("report", True):
         write_report(study)
     return study
+
+
+def entry() -> None:
+    """Console script ftsweep-sweep (main returns the study, which is not an exit code)."""
+    main()

@@ -198,3 +198,8 @@ def _load(args: dict[str, str]):
         raise ConfigError(problems)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=args["study_name"], storage=storage)
+
+
+def entry() -> None:
+    """Console script ftsweep-report (main returns the report folder, not an exit code)."""
+    main()

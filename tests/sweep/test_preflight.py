@@ -49,7 +49,7 @@ def choice(text: str) -> dict:
 
 
 WARMUP = "warmup: {type: float, low: 0.0, high: 1.05, step: 0.5, path: optim.warmup_ratio}"
-LAYERS = ("layers: {type: int, low: 1, high: 4, path: adapter.trainable_top_layers, "
+LAYERS = ("layers: {type: int, low: 1, high: 6, path: adapter.trainable_top_layers, "
           "when: {method: freeze}}")
 PRECISION = "prec: {type: categorical, choices: [32-true, 16-mixed], path: precision}"
 MULT = "mult: {type: int, low: 1, high: 2, when: {method: prompt}}"
@@ -87,8 +87,8 @@ CASES = [
      ["base: early_stopping.patience=-1 is invalid: must be an integer >= 0"]),
     ("layers-above-model", {**choice("freeze: [adapter=freeze]"), **params(LAYERS)}, [], STORE,
      None,
-     [("space.layers (when method=freeze): adapter.trainable_top_layers=4 is larger than the "
-      "model's 2 layers (allowed: 0..2)")]),
+     [("space.layers (when method=freeze): adapter.trainable_top_layers=6 is larger than the "
+      "model's 4 layers (allowed: 0..4)")]),
     ("derive-uses-absent-param", {ALPHA: f"{MULT}\n  " + ALPHA.replace("2 * rank", "mult * rank")},
      [], STORE, None,
      ["space.alpha (when method=lora): derive 'mult * rank' uses ['mult'], which do not apply"]),

@@ -23,9 +23,7 @@ def test_shipped_sweep_validates_and_runs_one_trial(name, tmp_path, store):
     overrides = [*TINY, f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
     spec = load_spec(name, overrides)
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    # What `python -m src.sweep` checks first, on the file's own model (the tiny one has only 2
-    # layers: default's freeze top_layers up to 4 would rightly be refused on it).
-    preflight(spec, [o for o in overrides if not o.startswith("model=")], name, storage)
+    preflight(spec, overrides, name, storage)  # what `python -m src.sweep` checks first
     study = run_sweep(spec, name, storage, n_trials=1, quiet=True, overrides=overrides)
     # Enqueued starting points beyond n_trials stay WAITING for a resumed run.
     [trial] = [t for t in study.trials if t.state.is_finished()]

@@ -1,0 +1,46 @@
+"""The sweep and report command lines: --help, console scripts, bad input as one error block."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from src.sweep.cli import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(sys.executable).parent
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_sweep_help_lists_every_setting():
+    for command in ([sys.executable, "-m", "src.sweep", "--help"], [str(SCRIPTS / "ftsweep-sweep"), "-h"]):
+        proc = run(*command)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("usage: python -m src.sweep")
+        for setting in SETTINGS:
+            assert f"  {setting.key}=" in proc.stdout, setting.key
+
+
+def test_bad_settings_are_one_error_block_and_exit_2(tmp_path):
+    proc = run(sys.executable, "-m", "src.sweep", "n_trials=0", "quiet=maybe", "nokey", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: 3 problem(s)") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlruns").exists()  # nothing was created
+
+
+def test_report_help_and_bad_input(tmp_path):
+    for command in ([sys.executable, "-m", "src.report", "--help"],
+                    [sys.executable, "-m", "src.sweep", "report", "--help"],
+                    [str(SCRIPTS / "ftsweep-report"), "--help"]):
+        proc = run(*command)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m src.report")
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    proc = run(str(SCRIPTS / "ftsweep-report"), "study_name=nope", f"storage={storage}")
+    assert proc.returncode == 2 and "no study 'nope'" in proc.stderr
+    assert not (tmp_path / "optuna.db").exists()  # looking did not create the storage
+    proc = run(sys.executable, "-m", "src.report", "stdy=x")
+    assert proc.returncode == 2 and "study_name=S is required" in proc.stderr
