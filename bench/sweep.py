@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script: the project's src/ must be importable
 
-import optuna
+import optuna  # noqa: E402
 
-from src.sweep import load_spec, run_sweep
-from src.sweep.spec import build_pruner
+from src.sweep import load_spec, run_sweep  # noqa: E402
+from src.sweep.samplers import build_pruner  # noqa: E402
 
 STORAGE = "sqlite:///mlruns/optuna.db"
 POINT = 0.01
@@ -48,7 +48,9 @@ def cost_to_reach(trials, target: float) -> float | None:
 
 def trial_cost(t) -> float:
     if t.state.name == "PRUNED":
-        return t.user_attrs.get("elapsed_at_step", {}).get(str(t.user_attrs.get("pruned_at_step")), 0.0)
+        return t.user_attrs.get("elapsed_at_step", {}).get(
+            str(t.user_attrs.get("pruned_at_step")), 0.0
+        )
     return t.user_attrs.get("metrics", {}).get("time/train_s", 0.0)
 
 
@@ -77,14 +79,24 @@ def replay(trials, pruner_conf: dict, target: float) -> dict:
 # Pruners replayed over the unpruned curves: the file's own first, then more aggressive ones.
 REPLAY_PRUNERS = {
     "file (median, 3 startup, warmup 40 steps)": None,
-    "median, 2 startup, no warmup": {"name": "median", "kwargs": {"n_startup_trials": 2, "n_warmup_steps": 0}},
-    "percentile 25, 2 startup, no warmup": {"name": "percentile",
-                                            "kwargs": {"percentile": 25.0, "n_startup_trials": 2, "n_warmup_steps": 0}},
-    "successive halving (min resource 1 check)": {"name": "successive_halving", "kwargs": {"min_resource": 20}},
+    "median, 2 startup, no warmup": {
+        "name": "median",
+        "kwargs": {"n_startup_trials": 2, "n_warmup_steps": 0},
+    },
+    "percentile 25, 2 startup, no warmup": {
+        "name": "percentile",
+        "kwargs": {"percentile": 25.0, "n_startup_trials": 2, "n_warmup_steps": 0},
+    },
+    "successive halving (min resource 1 check)": {
+        "name": "successive_halving",
+        "kwargs": {"min_resource": 20},
+    },
 }
 
 
-def replay_orders(trials, pruner_conf: dict, target: float, n_orders: int = 200, seed: int = 0) -> dict:
+def replay_orders(
+    trials, pruner_conf: dict, target: float, n_orders: int = 200, seed: int = 0
+) -> dict:
     """Both arms' cost to the target over n_orders random orders of the same real curves.
 
     One live pair of studies is one draw: whether the first trial already lands within a point of
@@ -103,26 +115,39 @@ def replay_orders(trials, pruner_conf: dict, target: float, n_orders: int = 200,
             ratios.append(on / off)
             costs_on.append(on)
             costs_off.append(off)
-    return {"orders": n_orders, "ratio_of_mean_costs": sum(costs_on) / sum(costs_off) if costs_off else None,
-            "median_ratio": statistics.median(ratios) if ratios else None,
-            "orders_reaching_target": len(ratios)}
+    return {
+        "orders": n_orders,
+        "ratio_of_mean_costs": sum(costs_on) / sum(costs_off) if costs_off else None,
+        "median_ratio": statistics.median(ratios) if ratios else None,
+        "orders_reaching_target": len(ratios),
+    }
 
 
 def arm(name: str, spec, n_trials: int, overrides: list[str]):
     started = time.time()
-    study = run_sweep(spec, name, STORAGE, n_trials=n_trials, timeout=1e9, quiet=True, overrides=overrides)
+    study = run_sweep(
+        spec, name, STORAGE, n_trials=n_trials, timeout=1e9, quiet=True, overrides=overrides
+    )
     return study, time.time() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--pruned-study", help="an existing study of sweeps/default.yaml to use as the pruned arm")
-    parser.add_argument("--prefix", default="bench",
-                        help="study names PREFIX-pruned / PREFIX-unpruned; finished studies are reused")
-    parser.add_argument("--keep-enqueue", action="store_true",
-                        help="keep the file's known-good first trials (both arms then start with the "
-                             "same strong trial, which makes the ratio ~1 by construction)")
+    parser.add_argument(
+        "--pruned-study", help="an existing study of sweeps/default.yaml to use as the pruned arm"
+    )
+    parser.add_argument(
+        "--prefix",
+        default="bench",
+        help="study names PREFIX-pruned / PREFIX-unpruned; finished studies are reused",
+    )
+    parser.add_argument(
+        "--keep-enqueue",
+        action="store_true",
+        help="keep the file's known-good first trials (both arms then start with the "
+        "same strong trial, which makes the ratio ~1 by construction)",
+    )
     args, overrides = parser.parse_known_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec("default", overrides)
@@ -138,38 +163,74 @@ def main() -> None:
     spec_off.enqueue = spec.enqueue
     unpruned, unpruned_wall = arm(f"{args.prefix}-unpruned", spec_off, args.trials, overrides)
 
-    done = lambda s: [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    def done(study):
+        return [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+
     best = max(t.values[0] for t in unpruned.trials if t.state.name == "COMPLETE")
     target = best - POINT
     cost_off = cost_to_reach(done(unpruned), target)
     cost_on = cost_to_reach(done(pruned), target)
     replayed = replay(done(unpruned), spec.pruner, target)
-    startup = [t.user_attrs["startup_s"] for s in (pruned, unpruned) for t in s.trials
-               if t.user_attrs.get("startup_s") is not None and t.number > 0]  # #0 waits for the fork server
-    setup = [t.user_attrs["setup_s"] for s in (pruned, unpruned) for t in s.trials
-             if t.user_attrs.get("setup_s") is not None and t.number > 0]
+    startup = [
+        t.user_attrs["startup_s"]
+        for s in (pruned, unpruned)
+        for t in s.trials
+        if t.user_attrs.get("startup_s") is not None and t.number > 0
+    ]  # #0 waits for the fork server
+    setup = [
+        t.user_attrs["setup_s"]
+        for s in (pruned, unpruned)
+        for t in s.trials
+        if t.user_attrs.get("setup_s") is not None and t.number > 0
+    ]
     result = {
-        "space": "sweeps/default.yaml", "sampler": spec.sampler, "pruner": spec.pruner, "overrides": overrides,
-        "n_trials": args.trials, "enqueued": spec.enqueue, "best_unpruned_val_acc": best, "target_val_acc": target,
-        "unpruned": {"study": unpruned.study_name, "cost_to_target_s": cost_off, "wall_s": unpruned_wall,
-                     "total_train_s": sum(trial_cost(t) for t in done(unpruned))},
-        "pruned_live": {"study": pruned.study_name, "cost_to_target_s": cost_on, "wall_s": pruned_wall,
-                        "total_train_s": sum(trial_cost(t) for t in done(pruned)),
-                        "trials_pruned": sum(t.state.name == "PRUNED" for t in pruned.trials),
-                        "best_val_acc": max((t.values[0] for t in pruned.trials if t.state.name == "COMPLETE"),
-                                            default=None)},
+        "space": "sweeps/default.yaml",
+        "sampler": spec.sampler,
+        "pruner": spec.pruner,
+        "overrides": overrides,
+        "n_trials": args.trials,
+        "enqueued": spec.enqueue,
+        "best_unpruned_val_acc": best,
+        "target_val_acc": target,
+        "unpruned": {
+            "study": unpruned.study_name,
+            "cost_to_target_s": cost_off,
+            "wall_s": unpruned_wall,
+            "total_train_s": sum(trial_cost(t) for t in done(unpruned)),
+        },
+        "pruned_live": {
+            "study": pruned.study_name,
+            "cost_to_target_s": cost_on,
+            "wall_s": pruned_wall,
+            "total_train_s": sum(trial_cost(t) for t in done(pruned)),
+            "trials_pruned": sum(t.state.name == "PRUNED" for t in pruned.trials),
+            "best_val_acc": max(
+                (t.values[0] for t in pruned.trials if t.state.name == "COMPLETE"), default=None
+            ),
+        },
         "pruned_replay": replayed,
-        "replay_over_orders": {name: replay_orders(done(unpruned), conf or spec.pruner, target)
-                               for name, conf in REPLAY_PRUNERS.items()},
+        "replay_over_orders": {
+            name: replay_orders(done(unpruned), conf or spec.pruner, target)
+            for name, conf in REPLAY_PRUNERS.items()
+        },
         "ratio_live": cost_on / cost_off if cost_on and cost_off else None,
-        "ratio_replay": replayed["cost_to_target_s"] / cost_off if replayed["cost_to_target_s"] and cost_off else None,
-        "ratio_total_train_time": (sum(trial_cost(t) for t in done(pruned)) /
-                                   sum(trial_cost(t) for t in done(unpruned))),
-        "trial_startup_s": {"median": statistics.median(startup) if startup else None,
-                            "max": max(startup, default=None), "n": len(startup),
-                            "what": "child process start -> end of first optimizer step (fork server warm)"},
-        "trial_setup_s": {"median": statistics.median(setup) if setup else None, "max": max(setup, default=None),
-                          "what": "child process start -> start of first batch (all fixed cost, no step compute)"},
+        "ratio_replay": replayed["cost_to_target_s"] / cost_off
+        if replayed["cost_to_target_s"] and cost_off
+        else None,
+        "ratio_total_train_time": (
+            sum(trial_cost(t) for t in done(pruned)) / sum(trial_cost(t) for t in done(unpruned))
+        ),
+        "trial_startup_s": {
+            "median": statistics.median(startup) if startup else None,
+            "max": max(startup, default=None),
+            "n": len(startup),
+            "what": "child process start -> end of first optimizer step (fork server warm)",
+        },
+        "trial_setup_s": {
+            "median": statistics.median(setup) if setup else None,
+            "max": max(setup, default=None),
+            "what": "child process start -> start of first batch (all fixed cost, no step compute)",
+        },
     }
     out = ROOT / "bench" / "results" / "sweep.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,10 +37,15 @@ def make_cfg(tmp_path, store):
     """compose_config with tiny budgets, outputs under tmp_path and the tmp MLflow store."""
 
     def _make(*overrides: str, model: str = "tiny_bert"):
-        return compose_config([
-            f"model={model}", *TINY_BUDGET, f"paths.root={tmp_path}",
-            f"logger.tracking_uri={store}", *overrides,
-        ])
+        return compose_config(
+            [
+                f"model={model}",
+                *TINY_BUDGET,
+                f"paths.root={tmp_path}",
+                f"logger.tracking_uri={store}",
+                *overrides,
+            ]
+        )
 
     return _make
 
@@ -52,6 +57,10 @@ def sweep_env(tmp_path, store):
     def _make(text: str, name: str = "tiny"):
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
-        return str(path), f"sqlite:///{tmp_path}/optuna.db", [f"paths.root={tmp_path}", f"logger.tracking_uri={store}"]
+        return (
+            str(path),
+            f"sqlite:///{tmp_path}/optuna.db",
+            [f"paths.root={tmp_path}", f"logger.tracking_uri={store}"],
+        )
 
     return _make

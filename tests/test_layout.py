@@ -35,8 +35,11 @@ def imports(path: Path, top_level_only: bool = False) -> set[str]:
 
 
 def test_train_never_imports_sweep():
-    wrong = {name: sorted(i for i in imports(path) if i.startswith("src.sweep"))
-             for name, path in MODULES.items() if name.startswith("src.train")}
+    wrong = {
+        name: sorted(i for i in imports(path) if i.startswith("src.sweep"))
+        for name, path in MODULES.items()
+        if name.startswith("src.train")
+    }
     assert {k: v for k, v in wrong.items() if v} == {}
 
 
@@ -46,7 +49,7 @@ def test_no_import_circles():
 
     def visit(name):
         if name in stack:
-            pytest.fail("import circle: " + " -> ".join([*stack[stack.index(name):], name]))
+            pytest.fail("import circle: " + " -> ".join([*stack[stack.index(name) :], name]))
         if name in done:
             return
         stack.append(name)
@@ -62,5 +65,7 @@ def test_no_import_circles():
 
 
 def test_no_module_is_over_300_lines():
-    long = {name: n for name, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        name: n for name, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}

@@ -26,24 +26,44 @@ class Setting:
 
 SETTINGS = [
     Setting("sweep", str, "name in sweeps/ or a path to a .yaml file", "default"),
-    Setting("n_trials", int, "total finished trials wanted in the study (default: the file's)",
-            minimum=1),
-    Setting("study_name", str, "Optuna study name; an existing one is resumed (default: the "
-            "sweep's name)"),
+    Setting(
+        "n_trials",
+        int,
+        "total finished trials wanted in the study (default: the file's)",
+        minimum=1,
+    ),
+    Setting(
+        "study_name",
+        str,
+        "Optuna study name; an existing one is resumed (default: the sweep's name)",
+    ),
     Setting("storage", str, "Optuna storage URL", DEFAULT_STORAGE),
     Setting("timeout", float, "no trial starts after this many seconds (default: the file's)"),
-    Setting("quiet", bool, "true: each trial's output goes to its log file, not the console",
-            False),
+    Setting(
+        "quiet", bool, "true: each trial's output goes to its log file, not the console", False
+    ),
     Setting("report", bool, "false: skip the report at the end", True),
     Setting("workers", int, "driver processes on this study", 1, minimum=1),
-    Setting("max_failures", int, "unexpected trial errors tolerated before the sweep stops "
-            "(default: the file's, else 0)", minimum=0),
-    Setting("oom.retry", bool, "true: retry an out-of-memory trial once with half the "
-            "micro-batch (default: the file's)"),
-    Setting("heartbeat_s", int, "seconds between heartbeats; a trial is stale after 3 missed "
-            "(default 20)", minimum=1),
-    Setting("allow_space_change", bool, "true: resume a study although its search space "
-            "changed", False),
+    Setting(
+        "max_failures",
+        int,
+        "unexpected trial errors tolerated before the sweep stops (default: the file's, else 0)",
+        minimum=0,
+    ),
+    Setting(
+        "oom.retry",
+        bool,
+        "true: retry an out-of-memory trial once with half the micro-batch (default: the file's)",
+    ),
+    Setting(
+        "heartbeat_s",
+        int,
+        "seconds between heartbeats; a trial is stale after 3 missed (default 20)",
+        minimum=1,
+    ),
+    Setting(
+        "allow_space_change", bool, "true: resume a study although its search space changed", False
+    ),
 ]
 BY_KEY = {s.key: s for s in SETTINGS}
 EXAMPLES = """examples:
@@ -56,11 +76,16 @@ docs: docs/sweeps.md"""
 
 def help_text() -> str:
     width = max(len(s.key) for s in SETTINGS) + 7
-    lines = ["usage: python -m src.sweep [SETTING=VALUE ...] [HYDRA_OVERRIDE ...]",
-             "       python -m src.sweep report study_name=S [storage=URL] [out=DIR]", "",
-             "Runs sweeps/NAME.yaml as an Optuna study, one process per trial, then writes the",
-             "tradeoff report. Any key=value that is not a setting is a Hydra override applied to",
-             "every trial (after the file's `base`).", "", "settings:"]
+    lines = [
+        "usage: python -m src.sweep [SETTING=VALUE ...] [HYDRA_OVERRIDE ...]",
+        "       python -m src.sweep report study_name=S [storage=URL] [out=DIR]",
+        "",
+        "Runs sweeps/NAME.yaml as an Optuna study, one process per trial, then writes the",
+        "tradeoff report. Any key=value that is not a setting is a Hydra override applied to",
+        "every trial (after the file's `base`).",
+        "",
+        "settings:",
+    ]
     for s in SETTINGS:
         default = "" if s.default is None else f" [{_show(s.default)}]"
         lines.append(f"  {(s.key + '=' + s.kind.__name__.upper()):<{width}} {s.doc}{default}")
@@ -78,8 +103,9 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep:
-            problems.append(f"'{arg}': expected key=value (settings: {', '.join(BY_KEY)}; "
-                            "see --help)")
+            problems.append(
+                f"'{arg}': expected key=value (settings: {', '.join(BY_KEY)}; see --help)"
+            )
         elif key in BY_KEY:
             parsed, problem = _parse(BY_KEY[key], value)
             settings[key] = parsed
@@ -150,10 +176,17 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
 
     try:
         with interrupts.installed(), exit_on_config_error():
-            study = run_sweep(spec, study_name, storage, n_trials=settings.get("n_trials"),
-                              timeout=settings.get("timeout"), quiet=settings.get("quiet", False),
-                              overrides=overrides, workers=settings.get("workers", 1),
-                              heartbeat_s=settings.get("heartbeat_s"))
+            study = run_sweep(
+                spec,
+                study_name,
+                storage,
+                n_trials=settings.get("n_trials"),
+                timeout=settings.get("timeout"),
+                quiet=settings.get("quiet", False),
+                overrides=overrides,
+                workers=settings.get("workers", 1),
+                heartbeat_s=settings.get("heartbeat_s"),
+            )
     except SweepAborted as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(EXIT_ABORTED)

@@ -65,11 +65,17 @@ def next_trial(ctx: SweepContext, plan: Plan):
 
 def abort_message(ctx: SweepContext, trial, failures: int) -> str:
     tail = (trial.user_attrs.get("traceback") or "").rstrip()
-    return (f"trial #{trial.number} failed with an unexpected error ({failures} so far, max_failures="
-            f"{ctx.spec.max_failures}): {trial.user_attrs.get('fail_reason')}\n"
-            + (f"--- trial traceback (tail) ---\n{tail}\n------------------------------\n" if tail else "")
-            + "The sweep stopped. Fix the cause and resume with the same command, "
-            "or tolerate such failures with max_failures=N.")
+    return (
+        f"trial #{trial.number} failed with an unexpected error ({failures} so far, max_failures="
+        f"{ctx.spec.max_failures}): {trial.user_attrs.get('fail_reason')}\n"
+        + (
+            f"--- trial traceback (tail) ---\n{tail}\n------------------------------\n"
+            if tail
+            else ""
+        )
+        + "The sweep stopped. Fix the cause and resume with the same command, "
+        "or tolerate such failures with max_failures=N."
+    )
 
 
 def max_time_seconds(max_time) -> float | None:
@@ -79,8 +85,10 @@ def max_time_seconds(max_time) -> float | None:
     if isinstance(max_time, str):
         days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
         return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return sum(float(max_time.get(k, 0)) * f for k, f in
-               (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1)))
+    return sum(
+        float(max_time.get(k, 0)) * f
+        for k, f in (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
+    )
 
 
 def trial_budget(deadline: float | None, trial_cap: float | None) -> float | None:

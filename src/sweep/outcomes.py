@@ -1,15 +1,15 @@
 """Why a trial ended, as one short reason, and what each reason means for Optuna and MLflow.
 
-    reason        Optuna state   MLflow status   counts toward max_failures   sampler learns
-    (none)        COMPLETE       FINISHED        no                           the values
-    pruned        PRUNED         KILLED          no                           the curve so far
-    oom           PRUNED         FAILED          no                           infeasible (constraint)
-    nan           PRUNED         FAILED          no                           a bad point
-    killed        FAIL           KILLED          no                           nothing
-    interrupted   FAIL           KILLED          no (re-queued)               nothing
-    stale         FAIL           KILLED          no (re-queued)               nothing
-    error         FAIL           FAILED          yes                          nothing
-    crashed       FAIL           FAILED          yes                          nothing
+    reason        Optuna     MLflow      counts toward max_failures   sampler learns
+    (none)        COMPLETE   FINISHED    no                           the values
+    pruned        PRUNED     KILLED      no                           the curve so far
+    oom           PRUNED     FAILED      no                           infeasible (constraint)
+    nan           PRUNED     FAILED      no                           a bad point
+    killed        FAIL       KILLED      no                           nothing
+    interrupted   FAIL       KILLED      no (re-queued)               nothing
+    stale         FAIL       KILLED      no (re-queued)               nothing
+    error         FAIL       FAILED      yes                          nothing
+    crashed       FAIL       FAILED      yes                          nothing
 
 oom and nan are PRUNED, not FAIL, on purpose: Optuna's samplers ignore FAIL trials, so a FAIL
 would let TPE propose the same too-large batch or too-high learning rate again.
@@ -22,14 +22,32 @@ import re
 import signal
 from pathlib import Path
 
-STATE = {"pruned": "PRUNED", "oom": "PRUNED", "nan": "PRUNED", "killed": "FAIL", "interrupted": "FAIL",
-         "stale": "FAIL", "error": "FAIL", "crashed": "FAIL"}
-MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "oom": "FAILED", "nan": "FAILED",
-                 "killed": "KILLED", "interrupted": "KILLED", "stale": "KILLED", "error": "FAILED",
-                 "crashed": "FAILED"}
+STATE = {
+    "pruned": "PRUNED",
+    "oom": "PRUNED",
+    "nan": "PRUNED",
+    "killed": "FAIL",
+    "interrupted": "FAIL",
+    "stale": "FAIL",
+    "error": "FAIL",
+    "crashed": "FAIL",
+}
+MLFLOW_STATUS = {
+    "complete": "FINISHED",
+    "pruned": "KILLED",
+    "oom": "FAILED",
+    "nan": "FAILED",
+    "killed": "KILLED",
+    "interrupted": "KILLED",
+    "stale": "KILLED",
+    "error": "FAILED",
+    "crashed": "FAILED",
+}
 BUGS = {"error", "crashed"}  # reasons that stop the sweep unless max_failures allows more
-_OOM_TEXT = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|CUBLAS_STATUS_ALLOC_FAILED",
-                       re.IGNORECASE)
+_OOM_TEXT = re.compile(
+    r"out of memory|can't allocate memory|cannot allocate memory|CUBLAS_STATUS_ALLOC_FAILED",
+    re.IGNORECASE,
+)
 
 
 def reason_of_exception(err: BaseException) -> str:
@@ -51,7 +69,11 @@ def reason_of_exit(exitcode: int | None, oom_kills_during: int) -> tuple[str, st
     """A trial process that died without reporting: by a signal (killed; oom when the kernel's
     OOM killer fired meanwhile) or by exiting on its own (crashed)."""
     if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+        name = (
+            signal.Signals(-exitcode).name
+            if -exitcode in signal.valid_signals()
+            else str(-exitcode)
+        )
         if -exitcode == signal.SIGKILL and oom_kills_during > 0:
             return "oom", f"trial process killed by the kernel's OOM killer ({name})"
         return "killed", f"trial process killed by {name}"
@@ -80,7 +102,10 @@ def _cgroup_files() -> list[str]:
             if controllers == "":
                 files.append(f"/sys/fs/cgroup{path}/memory.events")
             elif "memory" in controllers.split(","):
-                files += [f"/sys/fs/cgroup/memory{path}/memory.oom_control", "/sys/fs/cgroup/memory/memory.oom_control"]
+                files += [
+                    f"/sys/fs/cgroup/memory{path}/memory.oom_control",
+                    "/sys/fs/cgroup/memory/memory.oom_control",
+                ]
     except (OSError, ValueError):
         pass
     return [f for f in files if os.path.exists(f)]

@@ -19,16 +19,31 @@ class Progress:
         trials = study.get_trials(deepcopy=False)
         counts = {s: sum(t.state == s for t in trials) for s in FINISHED}
         reason = trial.user_attrs.get("reason")
-        state = trial.state.name + (f"({reason})" if reason not in (None, "complete", "pruned") else "") + (
-            f"@{trial.user_attrs['pruned_at_step']}" if trial.user_attrs.get("pruned_at_step") is not None else "")
-        value = self._fmt(trial.values) if trial.values else (trial.user_attrs.get("fail_reason") or "")[:100]
-        print(f"[sweep {self.name}] trial {counted(study)}/{self.n} #{trial.number} "
-              f"{trial.user_attrs.get('method', '')} {state} {value} ({trial.user_attrs.get('wall_s', 0):.0f}s)"
-              f" | best {self._best(study)} | complete {counts[TrialState.COMPLETE]} "
-              f"pruned {counts[TrialState.PRUNED]} failed {counts[TrialState.FAIL]}", flush=True)
+        state = (
+            trial.state.name
+            + (f"({reason})" if reason not in (None, "complete", "pruned") else "")
+            + (
+                f"@{trial.user_attrs['pruned_at_step']}"
+                if trial.user_attrs.get("pruned_at_step") is not None
+                else ""
+            )
+        )
+        value = (
+            self._fmt(trial.values)
+            if trial.values
+            else (trial.user_attrs.get("fail_reason") or "")[:100]
+        )
+        print(
+            f"[sweep {self.name}] trial {counted(study)}/{self.n} #{trial.number} "
+            f"{trial.user_attrs.get('method', '')} {state} {value} "
+            f"({trial.user_attrs.get('wall_s', 0):.0f}s)"
+            f" | best {self._best(study)} | complete {counts[TrialState.COMPLETE]} "
+            f"pruned {counts[TrialState.PRUNED]} failed {counts[TrialState.FAIL]}",
+            flush=True,
+        )
 
     def _fmt(self, values) -> str:
-        return " ".join(f"{m}={v:.4g}" for m, v in zip(self.spec.metrics, values))
+        return " ".join(f"{m}={v:.4g}" for m, v in zip(self.spec.metrics, values, strict=True))
 
     def _best(self, study: optuna.Study) -> str:
         if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):

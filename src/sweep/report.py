@@ -25,11 +25,27 @@ def trial_table(study) -> pd.DataFrame:
         if t.state.name != "COMPLETE":
             continue
         metrics = t.user_attrs.get("metrics", {})
-        rows.append({"trial": t.number, "method": t.user_attrs.get("method") or "-",
-                     **{f"param.{k}": v for k, v in {**t.params, **t.user_attrs.get("fixed", {})}.items()},
-                     **{k: metrics.get(k) for k in ("val/acc", "test/acc", "mem/peak_mb", "time/train_s",
-                                                    "params/trainable")},
-                     "run_id": t.user_attrs.get("run_id")})
+        rows.append(
+            {
+                "trial": t.number,
+                "method": t.user_attrs.get("method") or "-",
+                **{
+                    f"param.{k}": v
+                    for k, v in {**t.params, **t.user_attrs.get("fixed", {})}.items()
+                },
+                **{
+                    k: metrics.get(k)
+                    for k in (
+                        "val/acc",
+                        "test/acc",
+                        "mem/peak_mb",
+                        "time/train_s",
+                        "params/trainable",
+                    )
+                },
+                "run_id": t.user_attrs.get("run_id"),
+            }
+        )
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame["pareto"] = pareto_mask(frame)
@@ -41,16 +57,29 @@ def pareto_mask(frame: pd.DataFrame, axes=AXES) -> list[bool]:
     signed = [[(r[k] if d == "max" else -r[k]) for k, d in axes] for _, r in frame.iterrows()]
 
     def dominated(a):
-        return any(all(b_i >= a_i for a_i, b_i in zip(a, b)) and any(b_i > a_i for a_i, b_i in zip(a, b))
-                   for b in signed)
+        return any(
+            all(b_i >= a_i for a_i, b_i in zip(a, b, strict=True))
+            and any(b_i > a_i for a_i, b_i in zip(a, b, strict=True))
+            for b in signed
+        )
 
     return [not dominated(a) for a in signed]
 
 
 def best_per_method(frame: pd.DataFrame) -> pd.DataFrame:
     best = frame.sort_values("val/acc", ascending=False).groupby("method", sort=False).head(1)
-    return best[["method", "trial", "val/acc", "test/acc", "mem/peak_mb", "time/train_s",
-                 "params/trainable", "pareto"]].reset_index(drop=True)
+    return best[
+        [
+            "method",
+            "trial",
+            "val/acc",
+            "test/acc",
+            "mem/peak_mb",
+            "time/train_s",
+            "params/trainable",
+            "pareto",
+        ]
+    ].reset_index(drop=True)
 
 
 def write_pareto_png(frame: pd.DataFrame, path: Path) -> None:
@@ -60,15 +89,28 @@ def write_pareto_png(frame: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    points = ax.scatter(frame["mem/peak_mb"], frame["val/acc"], c=frame["time/train_s"], cmap="viridis",
-                        s=[90 if p else 35 for p in frame["pareto"]],
-                        edgecolors=["black" if p else "none" for p in frame["pareto"]])
+    points = ax.scatter(
+        frame["mem/peak_mb"],
+        frame["val/acc"],
+        c=frame["time/train_s"],
+        cmap="viridis",
+        s=[90 if p else 35 for p in frame["pareto"]],
+        edgecolors=["black" if p else "none" for p in frame["pareto"]],
+    )
     for _, row in frame[frame["pareto"]].iterrows():
-        ax.annotate(f"#{row['trial']} {row['method']}", (row["mem/peak_mb"], row["val/acc"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            f"#{row['trial']} {row['method']}",
+            (row["mem/peak_mb"], row["val/acc"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
     fig.colorbar(points, label="train time (s)")
-    ax.set(xlabel="peak memory (MB)", ylabel="val accuracy",
-           title="Pareto front: accuracy x memory x time (outlined)")
+    ax.set(
+        xlabel="peak memory (MB)",
+        ylabel="val accuracy",
+        title="Pareto front: accuracy x memory x time (outlined)",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -77,9 +119,15 @@ def write_pareto_png(frame: pd.DataFrame, path: Path) -> None:
 def write_pareto_html(frame: pd.DataFrame, path: Path) -> None:
     import plotly.express as px
 
-    fig = px.scatter(frame, x="mem/peak_mb", y="val/acc", color="time/train_s", symbol="pareto",
-                     hover_data=[c for c in frame.columns if c not in ("run_id",)],
-                     title="Pareto front: accuracy x memory x time (pareto=True)")
+    fig = px.scatter(
+        frame,
+        x="mem/peak_mb",
+        y="val/acc",
+        color="time/train_s",
+        symbol="pareto",
+        hover_data=[c for c in frame.columns if c not in ("run_id",)],
+        title="Pareto front: accuracy x memory x time (pareto=True)",
+    )
     fig.write_html(path, include_plotlyjs=True)  # inline: opens offline
 
 
@@ -91,19 +139,26 @@ def write_optuna_plots(study, out_dir: Path) -> list[Path]:
     multi = len(study.directions) > 1
     kwargs = {"target": (lambda t: t.values[0]), "target_name": "objective 0"} if multi else {}
     parts = []
-    for name, plot in (("optimization history", vis.plot_optimization_history),
-                       ("parameter importances", vis.plot_param_importances),
-                       ("parallel coordinates", vis.plot_parallel_coordinate)):
+    for name, plot in (
+        ("optimization history", vis.plot_optimization_history),
+        ("parameter importances", vis.plot_param_importances),
+        ("parallel coordinates", vis.plot_parallel_coordinate),
+    ):
         try:
             fig = plot(study, **kwargs)
             parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
         except Exception as err:  # noqa: BLE001 - e.g. too few complete trials for importances
-            print(f"[report] skipped {name}: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+            print(
+                f"[report] skipped {name}: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            )
     if not parts:
         return []
     path = out_dir / "optuna_plots.html"
-    path.write_text(f"<html><head><meta charset='utf-8'><title>{study.study_name}</title></head><body>"
-                    + "\n".join(parts) + "</body></html>")
+    path.write_text(
+        f"<html><head><meta charset='utf-8'><title>{study.study_name}</title></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
     return [path]
 
 
@@ -130,13 +185,24 @@ def write_report(study, out_dir: str | Path | None = None) -> Path | None:
 
 def print_table(name: str, frame: pd.DataFrame) -> None:
     best = best_per_method(frame)
-    print(f"\nBest trial per method, study '{name}' (* = on the accuracy x memory x time Pareto front)")
-    print(best.to_string(index=False, float_format=lambda v: f"{v:.4g}",
-                         formatters={"pareto": lambda p: "*" if p else ""}))
+    print(
+        f"\nBest trial per method, study '{name}' "
+        "(* = on the accuracy x memory x time Pareto front)"
+    )
+    print(
+        best.to_string(
+            index=False,
+            float_format=lambda v: f"{v:.4g}",
+            formatters={"pareto": lambda p: "*" if p else ""},
+        )
+    )
 
 
 def _log_to_parent(study, files: list[Path], frame: pd.DataFrame) -> None:
-    run_id, uri = study.user_attrs.get("mlflow_parent_run_id"), study.user_attrs.get("mlflow_tracking_uri")
+    run_id, uri = (
+        study.user_attrs.get("mlflow_parent_run_id"),
+        study.user_attrs.get("mlflow_tracking_uri"),
+    )
     if not run_id or not uri:
         return
     from mlflow.tracking import MlflowClient
@@ -144,7 +210,9 @@ def _log_to_parent(study, files: list[Path], frame: pd.DataFrame) -> None:
     client = MlflowClient(uri)
     for path in files:
         client.log_artifact(run_id, str(path), "report")
-    client.set_tag(run_id, "pareto_front_trials", ",".join(str(t) for t in frame[frame["pareto"]]["trial"]))
+    client.set_tag(
+        run_id, "pareto_front_trials", ",".join(str(t) for t in frame[frame["pareto"]]["trial"])
+    )
 
 
 USAGE = """usage: python -m src.report study_name=S [storage=URL] [out=DIR]
@@ -174,7 +242,9 @@ def _report_args(argv: list[str]) -> dict[str, str]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in REPORT_KEYS:
-            problems.append(f"'{arg}': expected one of {', '.join(k + '=...' for k in REPORT_KEYS)}")
+            problems.append(
+                f"'{arg}': expected one of {', '.join(k + '=...' for k in REPORT_KEYS)}"
+            )
         args[key] = value
     if "study_name" not in args:
         problems.append("study_name=S is required (the sweep's study name)")

@@ -19,9 +19,17 @@ from src.sweep.workers import run_workers
 from src.train import tracking
 
 
-def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | None = None,
-              timeout: float | None = None, quiet: bool = False, overrides: list[str] = (),
-              workers: int = 1, heartbeat_s: int | None = None) -> optuna.Study:
+def run_sweep(
+    spec: SweepSpec,
+    study_name: str,
+    storage: str,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    quiet: bool = False,
+    overrides: list[str] = (),
+    workers: int = 1,
+    heartbeat_s: int | None = None,
+) -> optuna.Study:
     """Run trials until the study holds n_trials finished ones (or the timeout passes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or spec.n_trials
@@ -34,14 +42,31 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
     runs.start(spec, study_name, storage, n_trials)
     # space_signature: what a later resume is compared with (the preflight refuses a
     # changed space unless allow_space_change=true, checked before this point).
-    for key, value in {"sweep": spec.name, "mlflow_parent_run_id": runs.run_id, "mlflow_tracking_uri": uri,
-                       "objectives": spec.objectives, "reports_root": str(base.paths.root),
-                       SIGNATURE_ATTR: space_signature(spec)}.items():
+    for key, value in {
+        "sweep": spec.name,
+        "mlflow_parent_run_id": runs.run_id,
+        "mlflow_tracking_uri": uri,
+        "objectives": spec.objectives,
+        "reports_root": str(base.paths.root),
+        SIGNATURE_ATTR: space_signature(spec),
+    }.items():
         study.set_user_attr(key, value)
-    ctx = SweepContext(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
-                       overrides=[*spec.base, *overrides], log_dir=Path(base.paths.root) / "sweeps" / study_name)
-    plan = Plan(n_trials=n_trials, deadline=time.time() + timeout if timeout is not None else None,
-                trial_cap=max_time_seconds(OmegaConf.select(base, "trainer.max_time", default=None)), heartbeat_s=heartbeat_s)
+    ctx = SweepContext(
+        spec=spec,
+        study=study,
+        storage=storage,
+        runs=runs,
+        uri=uri,
+        quiet=quiet,
+        overrides=[*spec.base, *overrides],
+        log_dir=Path(base.paths.root) / "sweeps" / study_name,
+    )
+    plan = Plan(
+        n_trials=n_trials,
+        deadline=time.time() + timeout if timeout is not None else None,
+        trial_cap=max_time_seconds(OmegaConf.select(base, "trainer.max_time", default=None)),
+        heartbeat_s=heartbeat_s,
+    )
     status = "FAILED"
     try:
         if workers > 1:
@@ -59,8 +84,16 @@ def run_sweep(spec: SweepSpec, study_name: str, storage: str, n_trials: int | No
     return study
 
 
-def resume_hint(spec: SweepSpec, study_name: str, storage: str, requeued: int | None, overrides=()) -> str:
-    again = f" Trial #{requeued} was stopped, recorded as FAIL (interrupted) and re-queued." if requeued is not None else ""
-    return (f"[sweep {study_name}] interrupted.{again} Resume with:\n"
-            f"  python -m src.sweep sweep={spec.path} study_name={study_name} storage={storage} "
-            + " ".join(overrides)).rstrip()
+def resume_hint(
+    spec: SweepSpec, study_name: str, storage: str, requeued: int | None, overrides=()
+) -> str:
+    again = (
+        f" Trial #{requeued} was stopped, recorded as FAIL (interrupted) and re-queued."
+        if requeued is not None
+        else ""
+    )
+    return (
+        f"[sweep {study_name}] interrupted.{again} Resume with:\n"
+        f"  python -m src.sweep sweep={spec.path} study_name={study_name} storage={storage} "
+        + " ".join(overrides)
+    ).rstrip()

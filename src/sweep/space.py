@@ -24,9 +24,15 @@ from decimal import Decimal
 
 PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "path", "when", "value", "derive"}
 MAX_DERIVE_COMBOS = 256  # derived values are checked at the corners of the params they use
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-           ast.Pow: operator.pow}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _FUNCS = {"min": min, "max": max, "int": int, "round": round, "abs": abs}
 
@@ -74,11 +80,13 @@ def suggest(trial, space: dict) -> Suggestion:
 
 def _ask(trial, name: str, p: dict):
     if p["type"] == "float":
-        return trial.suggest_float(name, p["low"], p["high"], log=bool(p.get("log", False)),
-                                   step=p.get("step"))
+        return trial.suggest_float(
+            name, p["low"], p["high"], log=bool(p.get("log", False)), step=p.get("step")
+        )
     if p["type"] == "int":
-        return trial.suggest_int(name, p["low"], p["high"], step=p.get("step", 1),
-                                 log=bool(p.get("log", False)))
+        return trial.suggest_int(
+            name, p["low"], p["high"], step=p.get("step", 1), log=bool(p.get("log", False))
+        )
     return trial.suggest_categorical(name, list(p["choices"]))
 
 
@@ -154,16 +162,23 @@ def _sampled(p: dict) -> Values:
 def _derived(expr: str, known: dict[str, Values], space: dict) -> tuple[Values | None, str | None]:
     """The derived value at every corner of the params it uses. A param it uses that does not
     apply here would stop the whole sweep at the first such trial (suggest() raises)."""
-    names = sorted({n.id for n in ast.walk(ast.parse(str(expr), mode="eval"))
-                    if isinstance(n, ast.Name) and n.id in space})
+    names = sorted(
+        {
+            n.id
+            for n in ast.walk(ast.parse(str(expr), mode="eval"))
+            if isinstance(n, ast.Name) and n.id in space
+        }
+    )
     missing = [n for n in names if n not in known]
     if missing:
-        return None, (f"derive {expr!r} uses {missing}, which do not apply here: the sweep would "
-                      "stop at the first such trial; give this param the same `when` as them")
+        return None, (
+            f"derive {expr!r} uses {missing}, which do not apply here: the sweep would "
+            "stop at the first such trial; give this param the same `when` as them"
+        )
     out = []
     corners = itertools.product(*(known[n].values for n in names))
     for corner in itertools.islice(corners, MAX_DERIVE_COMBOS):
-        point = dict(zip(names, corner))
+        point = dict(zip(names, corner, strict=True))
         try:
             out.append(evaluate(expr, point))
         except (ValueError, ZeroDivisionError, TypeError, OverflowError) as err:
@@ -200,10 +215,16 @@ def evaluate(expr: str, names: dict):
             return _BINOPS[type(node.op)](walk(node.left), walk(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](walk(node.operand))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS \
-                and not node.keywords:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _FUNCS
+            and not node.keywords
+        ):
             return _FUNCS[node.func.id](*[walk(a) for a in node.args])
-        raise ValueError(f"'{ast.unparse(node)}' is not allowed (numbers, params, + - * / // % **, "
-                         f"{', '.join(_FUNCS)})")
+        raise ValueError(
+            f"'{ast.unparse(node)}' is not allowed (numbers, params, + - * / // % **, "
+            f"{', '.join(_FUNCS)})"
+        )
 
     return walk(ast.parse(str(expr), mode="eval"))

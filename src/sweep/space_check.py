@@ -19,7 +19,11 @@ def check_space(space: dict, base: list[str]) -> list[str]:
         if not isinstance(p, dict):
             problems.append(f"{where}: must be a mapping (type/value/derive, path, ...)")
             continue
-        problems += [f"{where}: unknown key '{k}'; allowed: {sorted(PARAM_KEYS)}" for k in p if k not in PARAM_KEYS]
+        problems += [
+            f"{where}: unknown key '{k}'; allowed: {sorted(PARAM_KEYS)}"
+            for k in p
+            if k not in PARAM_KEYS
+        ]
         problems += _shape_problems(where, p)
         problems += _reference_problems(where, p, seen)
         seen[name] = p
@@ -31,7 +35,10 @@ def check_space(space: dict, base: list[str]) -> list[str]:
 def _shape_problems(where: str, p: dict) -> list[str]:
     kinds = [k for k in ("type", "value", "derive") if k in p]
     if len(kinds) != 1:
-        return [f"{where}: give exactly one of type (sampled), value (fixed) or derive; got {kinds or 'none'}"]
+        return [
+            f"{where}: give exactly one of type (sampled), value (fixed) or derive; "
+            f"got {kinds or 'none'}"
+        ]
     if "path" not in p and "type" not in p:
         return [f"{where}: a fixed or derived value needs a path (the config key it sets)"]
     if "type" not in p:
@@ -52,8 +59,9 @@ def _shape_problems(where: str, p: dict) -> list[str]:
         choices = p.get("choices")
         if not choices or not isinstance(choices, (list, dict)):
             return [f"{where}: categorical needs a non-empty list (or mapping) of choices"]
-        if isinstance(choices, dict) and not all(isinstance(v, list) and all(isinstance(o, str) for o in v)
-                                                 for v in choices.values()):
+        if isinstance(choices, dict) and not all(
+            isinstance(v, list) and all(isinstance(o, str) for o in v) for v in choices.values()
+        ):
             return [f"{where}: each choice must map to a list of override strings"]
         return []
     return [f"{where}: type={kind!r} is unknown; choose float, int or categorical"]

@@ -6,7 +6,6 @@ A file holds `base` (Hydra overrides for every trial), `space` (param -> spec), 
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,23 +13,42 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from src.errors import ConfigError
+from src.sweep.samplers import PRUNERS, SAMPLERS
 from src.sweep.space_check import check_space
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent.parent / "sweeps"
 SIGNATURE_ATTR = "space_signature"  # study user attr: the space the study's trials came from
-TOP_KEYS = {"description", "base", "space", "sampler", "pruner", "objectives", "n_trials", "timeout",
-            "enqueue", "max_failures", "oom"}
+TOP_KEYS = {
+    "description",
+    "base",
+    "space",
+    "sampler",
+    "pruner",
+    "objectives",
+    "n_trials",
+    "timeout",
+    "enqueue",
+    "max_failures",
+    "oom",
+}
 # Keys train() returns; an objective must be one of them.
-METRIC_KEYS = {"val/acc", "test/acc", "train/loss", "val/loss", "test/loss", "mem/peak_mb",
-               "mem/weights_mb", "mem/optimizer_mb", "time/train_s", "time/step_ms",
-               "throughput/tokens_per_s", "params/trainable", "params/total",
-               "params/trainable_pct", "train/steps"}
-SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler",
-            "nsgaii": "NSGAIISampler", "nsgaiii": "NSGAIIISampler", "cmaes": "CmaEsSampler",
-            "qmc": "QMCSampler", "gp": "GPSampler", "bruteforce": "BruteForceSampler"}
-PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
-           "successive_halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner",
-           "threshold": "ThresholdPruner", "wilcoxon": "WilcoxonPruner", "none": "NopPruner"}
+METRIC_KEYS = {
+    "val/acc",
+    "test/acc",
+    "train/loss",
+    "val/loss",
+    "test/loss",
+    "mem/peak_mb",
+    "mem/weights_mb",
+    "mem/optimizer_mb",
+    "time/train_s",
+    "time/step_ms",
+    "throughput/tokens_per_s",
+    "params/trainable",
+    "params/total",
+    "params/trainable_pct",
+    "train/steps",
+}
 
 
 @dataclass
@@ -43,7 +61,9 @@ class SweepSpec:
     space: dict[str, dict]
     sampler: dict = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict = field(default_factory=lambda: {"name": "none"})
-    objectives: list[dict] = field(default_factory=lambda: [{"metric": "val/acc", "direction": "maximize"}])
+    objectives: list[dict] = field(
+        default_factory=lambda: [{"metric": "val/acc", "direction": "maximize"}]
+    )
     n_trials: int = 10
     timeout: float | None = None
     enqueue: list[dict] = field(default_factory=list)  # first trials' params (known-good starts)
@@ -85,23 +105,39 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
         raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: must be a mapping with keys {sorted(TOP_KEYS)}"])
-    problems = [f"unknown top-level key '{k}'; allowed: {sorted(TOP_KEYS)}" for k in raw if k not in TOP_KEYS]
-    spec = SweepSpec(name=path.stem, path=path, base=list(raw.get("base") or []),
-                     space=dict(raw.get("space") or {}),
-                     sampler=dict(raw.get("sampler") or {"name": "tpe"}),
-                     pruner=dict(raw.get("pruner") or {"name": "none"}),
-                     objectives=list(raw.get("objectives") or [{"metric": "val/acc", "direction": "maximize"}]),
-                     n_trials=raw.get("n_trials", 10), timeout=raw.get("timeout"),
-                     enqueue=list(raw.get("enqueue") or []), max_failures=raw.get("max_failures", 0),
-                     oom_retry=_oom_retry(raw.get("oom")))
+    problems = [
+        f"unknown top-level key '{k}'; allowed: {sorted(TOP_KEYS)}"
+        for k in raw
+        if k not in TOP_KEYS
+    ]
+    spec = SweepSpec(
+        name=path.stem,
+        path=path,
+        base=list(raw.get("base") or []),
+        space=dict(raw.get("space") or {}),
+        sampler=dict(raw.get("sampler") or {"name": "tpe"}),
+        pruner=dict(raw.get("pruner") or {"name": "none"}),
+        objectives=list(raw.get("objectives") or [{"metric": "val/acc", "direction": "maximize"}]),
+        n_trials=raw.get("n_trials", 10),
+        timeout=raw.get("timeout"),
+        enqueue=list(raw.get("enqueue") or []),
+        max_failures=raw.get("max_failures", 0),
+        oom_retry=_oom_retry(raw.get("oom")),
+    )
     problems += _scalar_problems(spec)
     problems += _objective_problems(spec.objectives)
     problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
     problems += _factory_problems("pruner", spec.pruner, PRUNERS)
-    if spec.sampler.get("name") == "grid" and "search_space" not in (spec.sampler.get("kwargs") or {}):
+    if spec.sampler.get("name") == "grid" and "search_space" not in (
+        spec.sampler.get("kwargs") or {}
+    ):
         problems += _grid_problems(spec.space)
-    problems += [f"enqueue[{i}]: param '{k}' is not in space" for i, e in enumerate(spec.enqueue)
-                 for k in (e if isinstance(e, dict) else {"<not a mapping>": 0}) if k not in spec.space]
+    problems += [
+        f"enqueue[{i}]: param '{k}' is not in space"
+        for i, e in enumerate(spec.enqueue)
+        for k in (e if isinstance(e, dict) else {"<not a mapping>": 0})
+        if k not in spec.space
+    ]
     if not spec.space:
         problems.append("space: empty; give at least one parameter")
     else:
@@ -124,9 +160,15 @@ def _scalar_problems(spec: SweepSpec) -> list[str]:
         problems.append("base: must be a list of Hydra override strings like 'model=minilm'")
     if not isinstance(spec.n_trials, int) or isinstance(spec.n_trials, bool) or spec.n_trials < 1:
         problems.append(f"n_trials={spec.n_trials!r}: must be an integer >= 1")
-    if spec.timeout is not None and (not isinstance(spec.timeout, (int, float)) or spec.timeout <= 0):
+    if spec.timeout is not None and (
+        not isinstance(spec.timeout, (int, float)) or spec.timeout <= 0
+    ):
         problems.append(f"timeout={spec.timeout!r}: must be null or a number of seconds > 0")
-    if not isinstance(spec.max_failures, int) or isinstance(spec.max_failures, bool) or spec.max_failures < 0:
+    if (
+        not isinstance(spec.max_failures, int)
+        or isinstance(spec.max_failures, bool)
+        or spec.max_failures < 0
+    ):
         problems.append(f"max_failures={spec.max_failures!r}: must be an integer >= 0")
     if not isinstance(spec.oom_retry, bool):
         problems.append(f"oom={spec.oom_retry!r}: must be a mapping {{retry: true|false}}")
@@ -137,13 +179,19 @@ def _objective_problems(objectives: list) -> list[str]:
     problems = []
     for i, obj in enumerate(objectives):
         if not isinstance(obj, dict) or set(obj) - {"metric", "direction"}:
-            problems.append(f"objectives[{i}]: must be {{metric: KEY, direction: maximize|minimize}}")
+            problems.append(
+                f"objectives[{i}]: must be {{metric: KEY, direction: maximize|minimize}}"
+            )
             continue
         if obj.get("metric") not in METRIC_KEYS:
-            problems.append(f"objectives[{i}].metric={obj.get('metric')!r} is not a metric train() "
-                            f"returns; choose one of {sorted(METRIC_KEYS)}")
+            problems.append(
+                f"objectives[{i}].metric={obj.get('metric')!r} is not a metric train() "
+                f"returns; choose one of {sorted(METRIC_KEYS)}"
+            )
         if obj.get("direction") not in ("maximize", "minimize"):
-            problems.append(f"objectives[{i}].direction={obj.get('direction')!r}: must be maximize or minimize")
+            problems.append(
+                f"objectives[{i}].direction={obj.get('direction')!r}: must be maximize or minimize"
+            )
     if not objectives:
         problems.append("objectives: give at least one")
     return problems
@@ -152,10 +200,14 @@ def _objective_problems(objectives: list) -> list[str]:
 def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
     name = conf.get("name")
     extra = set(conf) - {"name", "seed", "kwargs"}
-    problems = [f"{kind}: unknown key(s) {sorted(extra)}; allowed: name, seed, kwargs"] if extra else []
+    problems = (
+        [f"{kind}: unknown key(s) {sorted(extra)}; allowed: name, seed, kwargs"] if extra else []
+    )
     if name not in registry and not (isinstance(name, str) and ":" in name):
-        problems.append(f"{kind}.name={name!r} is unknown; choose one of {sorted(registry)} "
-                        "or give 'module:Class'")
+        problems.append(
+            f"{kind}.name={name!r} is unknown; choose one of {sorted(registry)} "
+            "or give 'module:Class'"
+        )
     elif kind == "pruner" and conf.get("seed") is not None:
         problems.append("pruner: has no seed; put pruner arguments under kwargs")
     if not isinstance(conf.get("kwargs", {}), dict):
@@ -164,59 +216,11 @@ def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
 
 
 def _grid_problems(space: dict) -> list[str]:
-    return [f"space.{name}: the grid sampler needs categorical params or ints with a step"
-            for name, p in space.items() if isinstance(p, dict) and p.get("type") == "float"]
-
-
-def _class(dotted_or_key: str, registry: dict):
-    if dotted_or_key in registry:
-        import optuna
-
-        module = optuna.samplers if "Sampler" in registry[dotted_or_key] else optuna.pruners
-        return getattr(module, registry[dotted_or_key])
-    module, _, attr = dotted_or_key.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def build_sampler(spec: SweepSpec, n_existing: int = 0):
-    """The sampler; on resume the seed is shifted by the trials already run, so a resumed study
-    does not replay the first invocation's random startup suggestions."""
-    conf = spec.sampler
-    kwargs = dict(conf.get("kwargs") or {})
-    cls = _class(conf["name"], SAMPLERS)
-    if conf["name"] == "grid":
-        cls = _ask_tell_grid()
-        kwargs.setdefault("search_space", grid_space(spec.space))
-    if conf.get("seed") is not None:
-        kwargs["seed"] = conf["seed"] + n_existing
-    return cls(**kwargs)
-
-
-def _ask_tell_grid():
-    """GridSampler calls study.stop() after the last grid point, which Optuna refuses outside
-    study.optimize(); the sweep loop checks is_exhausted() before each ask instead."""
-    import optuna
-
-    class AskTellGridSampler(optuna.samplers.GridSampler):
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
-
-    return AskTellGridSampler
-
-
-def build_pruner(pruner_conf: dict):
-    """Built from the plain dict so the trial process can rebuild the same pruner."""
-    return _class(pruner_conf["name"], PRUNERS)(**dict(pruner_conf.get("kwargs") or {}))
-
-
-def grid_space(space: dict) -> dict[str, list]:
-    grid = {}
-    for name, p in space.items():
-        if p.get("type") == "categorical":
-            grid[name] = list(p["choices"])
-        elif p.get("type") == "int":
-            grid[name] = list(range(p["low"], p["high"] + 1, p.get("step", 1)))
-    return grid
+    return [
+        f"space.{name}: the grid sampler needs categorical params or ints with a step"
+        for name, p in space.items()
+        if isinstance(p, dict) and p.get("type") == "float"
+    ]
 
 
 def space_signature(spec: SweepSpec) -> dict:

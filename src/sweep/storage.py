@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from src.errors import ConfigError
-from src.sweep.spec import SweepSpec, build_pruner, build_sampler
+from src.sweep.samplers import build_pruner, build_sampler
+from src.sweep.spec import SweepSpec
 from src.sweep.tracking import close_stale_run
 
 RDB_SCHEMES = {"sqlite", "postgresql", "mysql"}
@@ -44,9 +45,13 @@ def open_storage(storage: str, heartbeat_s: int | None = None):
     if storage.split(":", 1)[0].split("+")[0] not in RDB_SCHEMES:
         return storage
     beat = heartbeat_s or HEARTBEAT_S
-    return optuna.storages.RDBStorage(storage, heartbeat_interval=beat, grace_period=3 * beat,
-                                      heartbeat_stale_trial_callback=on_stale_trial,
-                                      engine_kwargs=_engine_kwargs(storage))
+    return optuna.storages.RDBStorage(
+        storage,
+        heartbeat_interval=beat,
+        grace_period=3 * beat,
+        heartbeat_stale_trial_callback=on_stale_trial,
+        engine_kwargs=_engine_kwargs(storage),
+    )
 
 
 def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -58,7 +63,9 @@ def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None
     REQUEUE(study, trial)
 
 
-def open_study(spec: SweepSpec, study_name: str, storage: str, heartbeat_s: int | None = None) -> optuna.Study:
+def open_study(
+    spec: SweepSpec, study_name: str, storage: str, heartbeat_s: int | None = None
+) -> optuna.Study:
     """Create the study, or load it to resume; the objectives must match the stored ones."""
     backend = open_storage(storage, heartbeat_s)
     try:
@@ -69,11 +76,20 @@ def open_study(spec: SweepSpec, study_name: str, storage: str, heartbeat_s: int 
     if existing is not None:
         stored = [d.name.lower() for d in existing.directions]
         if stored != spec.directions:
-            raise ConfigError([(f"study '{study_name}' in {storage} has directions {stored}, the sweep file "
-                               f"says {spec.directions}; pick another study_name")])
-    study = optuna.create_study(study_name=study_name, storage=backend, load_if_exists=True,
-                                sampler=build_sampler(spec, n_existing), pruner=build_pruner(spec.pruner),
-                                directions=spec.directions)
+            raise ConfigError(
+                [
+                    f"study '{study_name}' in {storage} has directions {stored}, "
+                    f"the sweep file says {spec.directions}; pick another study_name"
+                ]
+            )
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=backend,
+        load_if_exists=True,
+        sampler=build_sampler(spec, n_existing),
+        pruner=build_pruner(spec.pruner),
+        directions=spec.directions,
+    )
     optuna.storages.fail_stale_trials(study)
     if n_existing == 0:  # known-good starting points run first (a fresh study only)
         for params in spec.enqueue:
@@ -84,10 +100,14 @@ def open_study(spec: SweepSpec, study_name: str, storage: str, heartbeat_s: int 
 def heartbeat(study, trial):
     """(beat, seconds between beats) for RDB storages with heartbeats, else (None, 10)."""
     storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
-    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
+    if (
+        not isinstance(storage, optuna.storages.RDBStorage)
+        or storage.get_heartbeat_interval() is None
+    ):
         return None, 10.0
-    return (lambda: storage.record_heartbeat(trial._trial_id)), float(storage.get_heartbeat_interval())
-
+    return (lambda: storage.record_heartbeat(trial._trial_id)), float(
+        storage.get_heartbeat_interval()
+    )
 
 
 @contextlib.contextmanager
@@ -97,7 +117,7 @@ def slot_lock(storage: str):
     if not storage.startswith("sqlite:///"):
         yield
         return
-    lock_path = Path(storage[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path = Path(storage[len("sqlite:///") :]).with_suffix(".lock")
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -111,4 +131,7 @@ def counted(study: optuna.Study) -> int:
     will run again) plus the ones running now in any worker."""
     trials = study.get_trials(deepcopy=False)
     requeued = {n for t in trials for n in REQUEUE.retry_history(t)}  # every ancestor of a retry
-    return sum((t.state in FINISHED and t.number not in requeued) or t.state == TrialState.RUNNING for t in trials)
+    return sum(
+        (t.state in FINISHED and t.number not in requeued) or t.state == TrialState.RUNNING
+        for t in trials
+    )

@@ -62,24 +62,47 @@ class SweepRuns:
 
     def start(self, spec, study_name: str, storage: str, n_trials: int) -> str:
         # host + pid: a later invocation on this host can tell that this driver died.
-        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{study_name}",
-                                     tags={"kind": "sweep", "sweep": spec.name, "study_name": study_name,
-                                           "driver_host": socket.gethostname(), "driver_pid": str(os.getpid())})
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"sweep-{study_name}",
+            tags={
+                "kind": "sweep",
+                "sweep": spec.name,
+                "study_name": study_name,
+                "driver_host": socket.gethostname(),
+                "driver_pid": str(os.getpid()),
+            },
+        )
         self.run_id = run.info.run_id
-        params = {"sweep": spec.name, "sweep_file": str(spec.path), "study_name": study_name,
-                  "storage": storage, "n_trials": n_trials, "timeout": spec.timeout,
-                  "sampler": json.dumps(spec.sampler), "pruner": json.dumps(spec.pruner),
-                  "objectives": json.dumps(spec.objectives), "base": json.dumps(spec.base)}
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        params = {
+            "sweep": spec.name,
+            "sweep_file": str(spec.path),
+            "study_name": study_name,
+            "storage": storage,
+            "n_trials": n_trials,
+            "timeout": spec.timeout,
+            "sampler": json.dumps(spec.sampler),
+            "pruner": json.dumps(spec.pruner),
+            "objectives": json.dumps(spec.objectives),
+            "base": json.dumps(spec.base),
+        }
+        self.client.log_batch(
+            self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+        )
         self.client.log_artifact(self.run_id, str(spec.path), "sweep")
         return self.run_id
 
-    def record_trial(self, number: int, outcome, run_name: str, tags: dict, log_path: str | None) -> str:
+    def record_trial(
+        self, number: int, outcome, run_name: str, tags: dict, log_path: str | None
+    ) -> str:
         """Tag the trial's run with its state; create one if the trial died before train() did."""
         run_id = outcome.run_id
         if run_id is None:
-            run_id = self.client.create_run(self.experiment_id, run_name=run_name,
-                                            tags={**tags, "mlflow.parentRunId": self.run_id}).info.run_id
+            run_id = self.client.create_run(
+                self.experiment_id,
+                run_name=run_name,
+                tags={**tags, "mlflow.parentRunId": self.run_id},
+            ).info.run_id
         state_tags = {"trial_state": outcome.state, "reason": outcome.reason}
         if outcome.pruned_at_step is not None:
             state_tags["pruned_at_step"] = str(outcome.pruned_at_step)
@@ -87,7 +110,10 @@ class SweepRuns:
             state_tags["fail_reason"] = outcome.fail_reason[:5000]
         for key, value in state_tags.items():
             self.client.set_tag(run_id, key, value)
-        for key, value in (("time/trial_startup_s", outcome.startup_s), ("time/trial_setup_s", outcome.setup_s)):
+        for key, value in (
+            ("time/trial_startup_s", outcome.startup_s),
+            ("time/trial_setup_s", outcome.setup_s),
+        ):
             if value is not None:
                 self.client.log_metric(run_id, key, value)
         if log_path and Path(log_path).is_file():
@@ -99,8 +125,10 @@ class SweepRuns:
         """Parent runs of this study left RUNNING by a driver on this host that no longer exists
         (kill -9, pre-emption): KILLED. Drivers on other hosts cannot be checked from here."""
         runs = self.client.search_runs(
-            [self.experiment_id], "attributes.status = 'RUNNING' and tags.kind = 'sweep' and "
-            f"tags.study_name = '{study_name}' and tags.driver_host = '{socket.gethostname()}'")
+            [self.experiment_id],
+            "attributes.status = 'RUNNING' and tags.kind = 'sweep' and "
+            f"tags.study_name = '{study_name}' and tags.driver_host = '{socket.gethostname()}'",
+        )
         closed = []
         for run in runs:
             if not process_alive(int(run.data.tags.get("driver_pid", "0"))):
@@ -111,14 +139,21 @@ class SweepRuns:
 
     def log_progress(self, number: int, values: dict) -> None:
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, number) for k, v in values.items() if v is not None and math.isfinite(v)]
+        metrics = [
+            Metric(k, v, now, number)
+            for k, v in values.items()
+            if v is not None and math.isfinite(v)
+        ]
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
 
     def finish(self, study, spec, status: str = "FINISHED") -> None:
         """Best trial (single objective) or Pareto set (several) as metrics/tags on the parent."""
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-        counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+        counts = {
+            s: sum(t.state.name == s for t in study.trials)
+            for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+        }
         for state, n in counts.items():
             self.client.log_metric(self.run_id, f"trials/{state.lower()}", n)
         if complete and len(spec.objectives) == 1:
@@ -129,7 +164,9 @@ class SweepRuns:
             self.client.set_tag(self.run_id, "best_run_id", str(best.user_attrs.get("run_id")))
         elif complete:
             front = study.best_trials
-            self.client.set_tag(self.run_id, "pareto_trials", ",".join(str(t.number) for t in front))
+            self.client.set_tag(
+                self.run_id, "pareto_trials", ",".join(str(t.number) for t in front)
+            )
             self.client.log_metric(self.run_id, "pareto/size", len(front))
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.from_string(status)))
 
@@ -138,7 +175,3 @@ class SweepRuns:
         for key in ("val/acc", "test/acc", "mem/peak_mb", "time/train_s", "params/trainable"):
             if key in metrics:
                 self.client.log_metric(self.run_id, f"{prefix}/{metric_name(key)}", metrics[key])
-
-    def log_files(self, paths: list[Path], artifact_path: str) -> None:
-        for path in paths:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)

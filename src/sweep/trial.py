@@ -19,6 +19,7 @@ from src.sweep.spec import SweepSpec
 from src.sweep.storage import REQUEUE, heartbeat
 from src.sweep.tracking import SweepRuns
 
+
 @dataclass
 class SweepContext:
     """What every trial of one sweep invocation shares."""
@@ -35,16 +36,26 @@ class SweepContext:
     requeued: int | None = None  # the trial an interrupt stopped and re-queued
 
 
-def one_trial(ctx: SweepContext, trial: optuna.Trial, max_time: float | None = None) -> optuna.trial.FrozenTrial:
+def one_trial(
+    ctx: SweepContext, trial: optuna.Trial, max_time: float | None = None
+) -> optuna.trial.FrozenTrial:
     """Run a trial just asked from the study to its end; return it as stored."""
     study, spec = ctx.study, ctx.spec
     ctx.running[:] = [trial]
     suggestion = suggest(trial, spec.space)
     method = suggestion.values.get(method_param(spec.space) or "", "")
     run_name = f"{study.study_name}-t{trial.number:03d}" + (f"-{method}" if method else "")
-    tags = {"trial": str(trial.number), "study_name": study.study_name, "sweep": spec.name,
-            "sweep_method": str(method)}
-    for key, value in {"method": method, "fixed": suggestion.fixed, "overrides": suggestion.overrides}.items():
+    tags = {
+        "trial": str(trial.number),
+        "study_name": study.study_name,
+        "sweep": spec.name,
+        "sweep_method": str(method),
+    }
+    for key, value in {
+        "method": method,
+        "fixed": suggestion.fixed,
+        "overrides": suggestion.overrides,
+    }.items():
         trial.set_user_attr(key, value)
     overrides = [*ctx.overrides, *suggestion.overrides]
     outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time)
@@ -53,35 +64,63 @@ def one_trial(ctx: SweepContext, trial: optuna.Trial, max_time: float | None = N
     if interrupts.requested() and outcome.state != "COMPLETE":  # it ended because we were stopped
         outcome.state, outcome.reason = "FAIL", "interrupted"
     check_objectives(outcome, spec)
-    outcome.run_id = ctx.runs.record_trial(trial.number, outcome, run_name, tags, _log_path(ctx, trial))
+    outcome.run_id = ctx.runs.record_trial(
+        trial.number, outcome, run_name, tags, _log_path(ctx, trial)
+    )
     tell(study, trial, outcome, spec)
     ctx.running.clear()
     if outcome.reason == "interrupted":  # the trial process got the Ctrl-C first
         _requeue(ctx, trial)
         raise KeyboardInterrupt("trial interrupted")
     frozen = study._storage.get_trial(trial._trial_id)
-    ctx.runs.log_progress(trial.number, {"trial/value": frozen.values[0] if frozen.values else None,
-                                         "trial/wall_s": outcome.wall_s})
+    ctx.runs.log_progress(
+        trial.number,
+        {
+            "trial/value": frozen.values[0] if frozen.values else None,
+            "trial/wall_s": outcome.wall_s,
+        },
+    )
     return frozen
 
 
-def _attempt(ctx: SweepContext, trial, overrides: list[str], run_name: str, tags: dict,
-             max_time: float | None) -> TrialOutcome:
+def _attempt(
+    ctx: SweepContext,
+    trial,
+    overrides: list[str],
+    run_name: str,
+    tags: dict,
+    max_time: float | None,
+) -> TrialOutcome:
     job = TrialJob(
-        study_name=ctx.study.study_name, storage=ctx.storage, trial_id=trial._trial_id, number=trial.number,
+        study_name=ctx.study.study_name,
+        storage=ctx.storage,
+        trial_id=trial._trial_id,
+        number=trial.number,
         overrides=[*overrides, *trial_settings(run_name, ctx.uri, ctx.quiet, max_time)],
-        pruner=ctx.spec.pruner, prune=ctx.spec.prunes, monitor=ctx.spec.metrics[0],
-        parent_run_id=ctx.runs.run_id, tags=tags, cwd=os.getcwd(), quiet=ctx.quiet,
-        log_path=_log_path(ctx, trial))
+        pruner=ctx.spec.pruner,
+        prune=ctx.spec.prunes,
+        monitor=ctx.spec.metrics[0],
+        parent_run_id=ctx.runs.run_id,
+        tags=tags,
+        cwd=os.getcwd(),
+        quiet=ctx.quiet,
+        log_path=_log_path(ctx, trial),
+    )
     # The run id goes into the trial at once: if this driver dies, whoever fails the stale trial
     # can still close its MLflow run.
     beat, every_s = heartbeat(ctx.study, trial)
-    return run_trial(job, heartbeat=beat, every_s=every_s,
-                     on_run=lambda run_id: trial.set_user_attr("run_id", run_id),
-                     on_start=lambda pid: trial.set_user_attr("pid", pid))
+    return run_trial(
+        job,
+        heartbeat=beat,
+        every_s=every_s,
+        on_run=lambda run_id: trial.set_user_attr("run_id", run_id),
+        on_start=lambda pid: trial.set_user_attr("pid", pid),
+    )
 
 
-def _retry_smaller_batch(ctx, trial, first: TrialOutcome, overrides, run_name, tags, max_time) -> TrialOutcome:
+def _retry_smaller_batch(
+    ctx, trial, first: TrialOutcome, overrides, run_name, tags, max_time
+) -> TrialOutcome:
     """oom.retry: the same trial once more with half the micro-batch and twice the gradient
     accumulation (same effective batch); the first attempt's MLflow run stays, marked oom."""
     cfg = trial_config(overrides)
@@ -93,25 +132,48 @@ def _retry_smaller_batch(ctx, trial, first: TrialOutcome, overrides, run_name, t
     ctx.runs.client.set_tag(first_run, "oom_retry", "first attempt")
     smaller = [f"data.batch_size={batch // 2}", f"trainer.accumulate_grad_batches={accumulate * 2}"]
     trial.set_user_attr("oom_retry", {"first_fail_reason": first.fail_reason, "overrides": smaller})
-    print(f"[sweep {ctx.study.study_name}] trial #{trial.number} ran out of memory; retrying once with "
-          f"{' '.join(smaller)}", flush=True)
-    return _attempt(ctx, trial, [*overrides, *smaller], f"{run_name}-retry", {**tags, "oom_retry": "retry"},
-                    max_time)
+    print(
+        f"[sweep {ctx.study.study_name}] trial #{trial.number} ran out of memory; "
+        f"retrying once with {' '.join(smaller)}",
+        flush=True,
+    )
+    return _attempt(
+        ctx,
+        trial,
+        [*overrides, *smaller],
+        f"{run_name}-retry",
+        {**tags, "oom_retry": "retry"},
+        max_time,
+    )
 
 
 def _log_path(ctx: SweepContext, trial) -> str | None:
     return str(ctx.log_dir / f"trial-{trial.number:04d}.log") if ctx.quiet else None
 
 
-def trial_settings(run_name: str, uri: str, quiet: bool, max_time: float | None = None) -> list[str]:
+def trial_settings(
+    run_name: str, uri: str, quiet: bool, max_time: float | None = None
+) -> list[str]:
     """Per-trial overrides: no end summary or checkpoints (a sweep compares, it does not keep),
     the parent's MLflow store (the fork server's environment may be older than ours), and the
-    time this trial may train (Lightning stops gracefully at max_time; the run is still measured)."""
-    out = ["summary=false", "checkpoint.enabled=false", f"run_name={run_name}", f"logger.tracking_uri={uri}"]
+    time this trial may train (Lightning stops gracefully at max_time; the run is still
+    measured)."""
+    out = [
+        "summary=false",
+        "checkpoint.enabled=false",
+        f"run_name={run_name}",
+        f"logger.tracking_uri={uri}",
+    ]
     if max_time is not None:
         secs = int(max_time)  # Lightning's string form: a dict would arrive as a DictConfig
-        out.append(f"++trainer.max_time=00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}")
-    return out + (["trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"] if quiet else [])
+        out.append(
+            f"++trainer.max_time=00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+        )
+    return out + (
+        ["trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"]
+        if quiet
+        else []
+    )
 
 
 def check_objectives(outcome: TrialOutcome, spec: SweepSpec) -> None:
@@ -127,10 +189,18 @@ def check_objectives(outcome: TrialOutcome, spec: SweepSpec) -> None:
 def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> None:
     """Record what happened in the trial's user attrs (every key, so a re-queued trial does not
     keep its predecessor's), then finish it with the right state."""
-    attrs = {"metrics": outcome.metrics, "state": outcome.state, "reason": outcome.reason,
-             "run_id": outcome.run_id, "pruned_at_step": outcome.pruned_at_step,
-             "fail_reason": outcome.fail_reason, "traceback": outcome.traceback,
-             "startup_s": outcome.startup_s, "setup_s": outcome.setup_s, "wall_s": outcome.wall_s}
+    attrs = {
+        "metrics": outcome.metrics,
+        "state": outcome.state,
+        "reason": outcome.reason,
+        "run_id": outcome.run_id,
+        "pruned_at_step": outcome.pruned_at_step,
+        "fail_reason": outcome.fail_reason,
+        "traceback": outcome.traceback,
+        "startup_s": outcome.startup_s,
+        "setup_s": outcome.setup_s,
+        "wall_s": outcome.wall_s,
+    }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     if outcome.state in ("COMPLETE", "PRUNED"):
@@ -152,11 +222,19 @@ def interrupted(ctx: SweepContext) -> int | None:
     frozen = ctx.study._storage.get_trial(trial._trial_id)
     if frozen.state != TrialState.RUNNING:
         return ctx.requeued
-    outcome = TrialOutcome("FAIL", reason="interrupted", run_id=frozen.user_attrs.get("run_id"),
-                           fail_reason="the sweep was interrupted (Ctrl-C / SIGTERM) during this trial")
-    outcome.run_id = ctx.runs.record_trial(trial.number, outcome, f"{ctx.study.study_name}-t{trial.number:03d}",
-                                           {"trial": str(trial.number), "study_name": ctx.study.study_name},
-                                           None)
+    outcome = TrialOutcome(
+        "FAIL",
+        reason="interrupted",
+        run_id=frozen.user_attrs.get("run_id"),
+        fail_reason="the sweep was interrupted (Ctrl-C / SIGTERM) during this trial",
+    )
+    outcome.run_id = ctx.runs.record_trial(
+        trial.number,
+        outcome,
+        f"{ctx.study.study_name}-t{trial.number:03d}",
+        {"trial": str(trial.number), "study_name": ctx.study.study_name},
+        None,
+    )
     tell(ctx.study, trial, outcome, ctx.spec)
     _requeue(ctx, trial)
     return ctx.requeued

@@ -25,9 +25,21 @@ INTERRUPTED = 130
 def run_workers(n: int, ctx, plan) -> None:
     """Start n workers and wait; Ctrl-C / SIGTERM stops them all (each closes its own trial)."""
     spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch threads
-    args = (ctx.spec, ctx.study.study_name, ctx.storage, ctx.runs.run_id, ctx.uri, ctx.quiet, ctx.overrides,
-            str(ctx.log_dir), plan)
-    procs = [spawn.Process(target=worker_main, args=(i, *args), name=f"sweep-worker-{i}") for i in range(n)]
+    args = (
+        ctx.spec,
+        ctx.study.study_name,
+        ctx.storage,
+        ctx.runs.run_id,
+        ctx.uri,
+        ctx.quiet,
+        ctx.overrides,
+        str(ctx.log_dir),
+        plan,
+    )
+    procs = [
+        spawn.Process(target=worker_main, args=(i, *args), name=f"sweep-worker-{i}")
+        for i in range(n)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -60,16 +72,28 @@ def _stop(procs) -> None:
             proc.kill()
 
 
-def worker_main(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan) -> None:
+def worker_main(
+    index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan
+) -> None:
     with interrupts.installed():  # SIGTERM from the parent / Ctrl-C: stop at the next safe point
         _work(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan)
 
 
-def _work(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan) -> None:
+def _work(
+    index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan
+) -> None:
     study = open_study(spec, study_name, storage, plan.heartbeat_s)
     runs = SweepRuns.attach(tracking_uri(uri), parent_run_id)
-    ctx = SweepContext(spec=spec, study=study, storage=storage, runs=runs, uri=uri, quiet=quiet,
-                       overrides=list(overrides), log_dir=Path(log_dir))
+    ctx = SweepContext(
+        spec=spec,
+        study=study,
+        storage=storage,
+        runs=runs,
+        uri=uri,
+        quiet=quiet,
+        overrides=list(overrides),
+        log_dir=Path(log_dir),
+    )
     try:
         drive(ctx, plan)
     except SweepAborted as err:

@@ -49,7 +49,7 @@ def freeze_all_but_top(model: torch.nn.Module, k: int, head_modules: list[str]) 
     """Partial fine-tuning: only the top k layers and the task head(s) train."""
     model.requires_grad_(False)
     layers = transformer_layers(model)
-    for layer in layers[len(layers) - k:] if k > 0 else []:
+    for layer in layers[len(layers) - k :] if k > 0 else []:
         layer.requires_grad_(True)
     for name, module in model.named_modules():
         if name.split(".")[-1] in head_modules:

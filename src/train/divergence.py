@@ -28,6 +28,8 @@ class DivergenceGuard(pl.Callback):
             return
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"train/loss is {value} at step {step}: the run diverged "
-                                     "(a lower optim.lr, gradient clipping or bf16 instead of 16-mixed "
-                                     "usually helps)")
+            raise NonFiniteLossError(
+                f"train/loss is {value} at step {step}: the run diverged "
+                "(a lower optim.lr, gradient clipping or bf16 instead of 16-mixed "
+                "usually helps)"
+            )

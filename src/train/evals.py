@@ -10,6 +10,7 @@ import math
 import tempfile
 import time
 from contextlib import nullcontext
+
 import lightning.pytorch as pl
 import pandas as pd
 import torch
@@ -37,8 +38,13 @@ def perplexity(model: torch.nn.Module, tokenizer, texts: list[str], batch_size: 
     model.eval()
     nll = tokens = 0.0
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                        max_length=64)
+        enc = tokenizer(
+            texts[i : i + batch_size],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=64,
+        )
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         enc = {k: v.to(model.device) for k, v in enc.items()}
         n = int((labels[:, 1:] != -100).sum())
@@ -61,8 +67,11 @@ class Forgetting:
 
     def after_fit(self, module, datamodule) -> dict[str, float]:
         after = perplexity(module.model, self.tokenizer, self.texts)
-        return {"forget/ppl_before": self.before, "forget/ppl_after": after,
-                "forget/ratio": after / self.before}
+        return {
+            "forget/ppl_before": self.before,
+            "forget/ppl_after": after,
+            "forget/ratio": after / self.before,
+        }
 
 
 class PostTrainingQuantization:
@@ -82,21 +91,33 @@ class PostTrainingQuantization:
             merged.save_pretrained(folder)
             for kind in ["none", *self.kinds]:
                 quant = OmegaConf.load(QUANT_DIR / f"{kind}.yaml")
-                reloaded = models.load_model(self.cfg, folder, getattr(merged.config, "num_labels", 2),
-                                             merged.config.pad_token_id, quant_cfg=quant)
+                reloaded = models.load_model(
+                    self.cfg,
+                    folder,
+                    getattr(merged.config, "num_labels", 2),
+                    merged.config.pad_token_id,
+                    quant_cfg=quant,
+                )
                 name = "fp32" if kind == "none" else kind
                 metrics.update(self._evaluate(name, reloaded, datamodule))
         return metrics
 
     def _evaluate(self, name: str, model, datamodule) -> dict[str, float]:
         module = self.rebuild_module(model)
-        trainer = pl.Trainer(accelerator=self.cfg.trainer.accelerator, devices=1, logger=False,
-                             enable_progress_bar=False, enable_model_summary=False)
+        trainer = pl.Trainer(
+            accelerator=self.cfg.trainer.accelerator,
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         start = time.perf_counter()
         [result] = trainer.validate(module, datamodule=datamodule, verbose=False)
         batches = max(1, len(datamodule.val_dataloader()))
-        out = {f"ptq/{name}/weights_mb": measure.weights_mb(model),
-               f"ptq/{name}/latency_ms": 1000 * (time.perf_counter() - start) / batches}
+        out = {
+            f"ptq/{name}/weights_mb": measure.weights_mb(model),
+            f"ptq/{name}/latency_ms": 1000 * (time.perf_counter() - start) / batches,
+        }
         for key in ("val/acc", "val/perplexity"):
             if key in result:
                 out[f"ptq/{name}/{key.split('/')[1]}"] = float(result[key])

@@ -4,7 +4,7 @@ runs fail, through the real mechanism, so the handling paths are exercised witho
     oom_at_step_3               a real allocation failure of the run's device allocator
     oom_at_step_3_if_batch_gt_8   ... only while the micro-batch is larger than 8 (oom.retry drills)
     nan_at_step_2               a trainable weight set to NaN: the next loss really is NaN
-    sigkill_at_step_2           the process sends itself SIGKILL (what the OOM killer or `kill -9` does)
+    sigkill_at_step_2           the process sends itself SIGKILL (as the OOM killer or `kill -9`)
     error_at_step_2             an exception nobody expects (a bug)
 
 N counts optimizer steps from 1, like the progress bar.
@@ -22,7 +22,9 @@ import lightning.pytorch as pl
 import torch
 
 KINDS = ("oom", "nan", "sigkill", "error")
-PATTERN = re.compile(r"^(?P<kind>oom|nan|sigkill|error)_at_step_(?P<step>[1-9]\d*)(?:_if_batch_gt_(?P<batch>\d+))?$")
+PATTERN = re.compile(
+    r"^(?P<kind>oom|nan|sigkill|error)_at_step_(?P<step>[1-9]\d*)(?:_if_batch_gt_(?P<batch>\d+))?$"
+)
 FORMS = "KIND_at_step_N with KIND one of oom, nan, sigkill, error (oom may end in _if_batch_gt_B)"
 
 
@@ -64,7 +66,7 @@ class FaultInjector(pl.Callback):
         getattr(self, f"_{self.fault.kind}")(pl_module)
 
     def _oom(self, pl_module) -> None:
-        # More bytes than any machine has: the allocator itself raises (CUDA: torch.OutOfMemoryError,
+        # More bytes than any machine has: the allocator itself raises (CUDA: OutOfMemoryError,
         # CPU: RuntimeError "can't allocate memory"), exactly as a too-large batch would.
         torch.empty(1 << 60, dtype=torch.uint8, device=pl_module.device)
 
@@ -76,7 +78,9 @@ class FaultInjector(pl.Callback):
         os.kill(os.getpid(), signal.SIGKILL)
 
     def _error(self, pl_module) -> None:
-        raise RuntimeError(f"injected bug at step {self.fault.step} (+fault=error_at_step_{self.fault.step})")
+        raise RuntimeError(
+            f"injected bug at step {self.fault.step} (+fault=error_at_step_{self.fault.step})"
+        )
 
 
 def _batch_size(batch) -> int:

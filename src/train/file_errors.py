@@ -70,8 +70,10 @@ def _utf8_defect(path: str) -> tuple[int, str] | None:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                return number, (f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
-                                f"{err.start + 1}); save the file as UTF-8")
+                return number, (
+                    f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}); save the file as UTF-8"
+                )
     return None
 
 

@@ -45,7 +45,7 @@ def peak_rss_mb() -> float:
 
 
 class PeakMemory:
-    """Measures a phase's peak: call baseline() before building, start() before fit, peak_mb() after."""
+    """A phase's peak: baseline() before building, start() before fit, peak_mb() after."""
 
     def __init__(self, device: str):
         self.cuda = device == "cuda" and torch.cuda.is_available()
@@ -76,8 +76,12 @@ def weights_mb(model: torch.nn.Module, skip_embeddings: bool = False) -> float:
     tied to them (a tied LM head): the part quantization actually shrinks."""
     skip = set()
     if skip_embeddings:
-        skip = {p.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)
-                for p in m.parameters()}
+        skip = {
+            p.data_ptr()
+            for m in model.modules()
+            if isinstance(m, torch.nn.Embedding)
+            for p in m.parameters()
+        }
     seen, tensors = set(), []
     for t in list(model.parameters()) + list(model.buffers()):
         if t.data_ptr() not in seen and t.data_ptr() not in skip:
@@ -87,8 +91,9 @@ def weights_mb(model: torch.nn.Module, skip_embeddings: bool = False) -> float:
 
 
 def optimizer_mb(optimizer: torch.optim.Optimizer) -> float:
-    return tensor_mb(v for state in optimizer.state.values() for v in state.values()
-                     if torch.is_tensor(v))
+    return tensor_mb(
+        v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)
+    )
 
 
 class StepTimer(pl.Callback):

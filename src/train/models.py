@@ -34,7 +34,9 @@ def random_init(config: dict, cache_dir: str) -> str:
     """
     from transformers import AutoConfig, AutoModel
 
-    config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+    config = (
+        OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+    )
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"{config['model_type']}-{key}"
     if (folder / "config.json").exists():
@@ -85,8 +87,13 @@ def quantization_config(quant_cfg: DictConfig, head_modules: list[str] | None):
     return instantiate(quant_cfg.bnb, llm_int8_skip_modules=skip, _convert_="all")
 
 
-def load_model(cfg: DictConfig, model_path: str, num_labels: int, pad_token_id: int | None,
-               quant_cfg: DictConfig | None = None):
+def load_model(
+    cfg: DictConfig,
+    model_path: str,
+    num_labels: int,
+    pad_token_id: int | None,
+    quant_cfg: DictConfig | None = None,
+):
     """Load the task model from a folder/name, quantized per quant_cfg (default cfg.quant)."""
     auto_class = get_class(cfg.task.auto_class)
     kwargs: dict = {"dtype": torch.float32}
@@ -100,7 +107,9 @@ def load_model(cfg: DictConfig, model_path: str, num_labels: int, pad_token_id: 
     if bnb is not None:
         keep_4bit_layout_trainable(model)
     if pad_token_id is not None and getattr(model.config, "pad_token_id", None) is None:
-        model.config.pad_token_id = pad_token_id  # sequence classification needs it to find the last token
+        model.config.pad_token_id = (
+            pad_token_id  # sequence classification needs it to find the last token
+        )
     return model
 
 

@@ -25,12 +25,20 @@ class FineTuneModule(pl.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = instantiate(self.optim_cfg.optimizer)(params)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_scheduler(self.optim_cfg.scheduler, optimizer,
-                                  num_warmup_steps=int(self.optim_cfg.warmup_ratio * total),
-                                  num_training_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = get_scheduler(
+            self.optim_cfg.scheduler,
+            optimizer,
+            num_warmup_steps=int(self.optim_cfg.warmup_ratio * total),
+            num_training_steps=total,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint):
         if not self.save_full_weights:
             trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+            checkpoint["state_dict"] = {
+                k: v for k, v in checkpoint["state_dict"].items() if k in trainable
+            }

@@ -47,8 +47,9 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
     except ConfigError as err:
         problems += err.problems
     validate.raise_if(problems)
-    encoded = tokenized.tokenize_cached(splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir,
-                                        tokenize=task.tokenize)
+    encoded = tokenized.tokenize_cached(
+        splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir, tokenize=task.tokenize
+    )
     return Inputs(model_path, tokenizer, encoded, labels)
 
 
@@ -58,8 +59,13 @@ def device_name(cfg: DictConfig) -> str:
 
 def build_datamodule(cfg: DictConfig, inputs: Inputs) -> tokenized.TokenizedData:
     collate = TASKS[cfg.task.name].collator(cfg, inputs.tokenizer)
-    return tokenized.TokenizedData(inputs.tokenized, collate, cfg.data.batch_size,
-                              cfg.data.eval_batch_size, cfg.data.num_workers)
+    return tokenized.TokenizedData(
+        inputs.tokenized,
+        collate,
+        cfg.data.batch_size,
+        cfg.data.eval_batch_size,
+        cfg.data.num_workers,
+    )
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
@@ -70,41 +76,69 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     if cfg.early_stopping.enabled:
         # strict=False: a run that ends before its first validation has nothing to compare yet;
         # the monitor's name itself is validated up front.
-        callbacks.append(EarlyStopping(monitor=cfg.early_stopping.monitor, mode=cfg.early_stopping.mode,
-                                       patience=cfg.early_stopping.patience, strict=False))
+        callbacks.append(
+            EarlyStopping(
+                monitor=cfg.early_stopping.monitor,
+                mode=cfg.early_stopping.mode,
+                patience=cfg.early_stopping.patience,
+                strict=False,
+            )
+        )
     if cfg.checkpoint.enabled:
-        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint.dir, save_last=True, save_top_k=0,
-                                         every_n_train_steps=cfg.checkpoint.every_n_train_steps))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=cfg.checkpoint.dir,
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+            )
+        )
     return callbacks
 
 
-def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
-          parent_run_id: str | None = None, extra_tags: dict | None = None) -> dict[str, float]:
+def train(
+    cfg: DictConfig,
+    callbacks: list[pl.Callback] | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict | None = None,
+) -> dict[str, float]:
     """Fine-tune once as cfg says; return the measured metrics (also logged to MLflow)."""
     inputs = prepare_inputs(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     device = device_name(cfg)
     memory = measure.PeakMemory(device)
     memory.baseline()
-    model = apply_adapter(models.load_model(cfg, inputs.model_path, len(inputs.labels),
-                                            inputs.tokenizer.pad_token_id), cfg)
+    model = apply_adapter(
+        models.load_model(
+            cfg, inputs.model_path, len(inputs.labels), inputs.tokenizer.pad_token_id
+        ),
+        cfg,
+    )
     task = TASKS[cfg.task.name]
     module = task.module(cfg, model, inputs.tokenizer, inputs.labels)
     datamodule = build_datamodule(cfg, inputs)
-    evaluations = build_evaluations(cfg, inputs.tokenizer,
-                                    lambda m: task.module(cfg, m, inputs.tokenizer, inputs.labels))
+    evaluations = build_evaluations(
+        cfg, inputs.tokenizer, lambda m: task.module(cfg, m, inputs.tokenizer, inputs.labels)
+    )
     for evaluation in evaluations:
         evaluation.before_fit(module)
     timer = measure.StepTimer()
     with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
-        trainer = pl.Trainer(**cfg.trainer, precision=cfg.precision.name, logger=_logger(cfg, run),
-                             callbacks=[timer, *build_callbacks(cfg), *(callbacks or [])],
-                             default_root_dir=cfg.paths.output_dir)
+        trainer = pl.Trainer(
+            **cfg.trainer,
+            precision=cfg.precision.name,
+            logger=_logger(cfg, run),
+            callbacks=[timer, *build_callbacks(cfg), *(callbacks or [])],
+            default_root_dir=cfg.paths.output_dir,
+        )
         memory.start()
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        metrics = {"time/train_s": time.perf_counter() - start, "mem/peak_mb": memory.peak_mb(),
-                   **measurements(model, trainer, timer)}
+        metrics = {
+            "time/train_s": time.perf_counter() - start,
+            "mem/peak_mb": memory.peak_mb(),
+            **measurements(model, trainer, timer),
+        }
         metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc", "val/perplexity")))
         metrics.update(_logged_test(trainer, module, datamodule))
         for evaluation in evaluations:
@@ -120,7 +154,9 @@ def _logger(cfg: DictConfig, run) -> MLFlowLogger | bool:
     """Lightning logs the curves (train/loss, val/*) into the run we opened."""
     if run is None:
         return False
-    return MLFlowLogger(tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri), run_id=run.info.run_id)
+    return MLFlowLogger(
+        tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri), run_id=run.info.run_id
+    )
 
 
 def measurements(model, trainer: pl.Trainer, timer: measure.StepTimer) -> dict[str, float]:
@@ -128,10 +164,15 @@ def measurements(model, trainer: pl.Trainer, timer: measure.StepTimer) -> dict[s
     return {
         "mem/weights_mb": measure.weights_mb(model),
         "mem/weights_nonembed_mb": measure.weights_mb(model, skip_embeddings=True),
-        "mem/optimizer_mb": measure.optimizer_mb(trainer.optimizers[0]) if trainer.optimizers else 0.0,
-        "time/step_ms": timer.step_ms(), "throughput/tokens_per_s": timer.tokens_per_s(),
-        "params/trainable": float(trainable), "params/total": float(total),
-        "params/trainable_pct": 100.0 * trainable / total, "train/steps": float(trainer.global_step),
+        "mem/optimizer_mb": measure.optimizer_mb(trainer.optimizers[0])
+        if trainer.optimizers
+        else 0.0,
+        "time/step_ms": timer.step_ms(),
+        "throughput/tokens_per_s": timer.tokens_per_s(),
+        "params/trainable": float(trainable),
+        "params/total": float(total),
+        "params/trainable_pct": 100.0 * trainable / total,
+        "train/steps": float(trainer.global_step),
     }
 
 

@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader
 
 from src.train.data import SPLITS
 
-def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int, cache_dir: str,
-                    tokenize) -> DatasetDict:
+
+def tokenize_cached(
+    splits: DatasetDict, tokenizer, max_length: int, cache_dir: str, tokenize
+) -> DatasetDict:
     """tokenize(splits, tokenizer, max_length) once per (data content, tokenizer, max_length,
     tokenize code); later runs load the result from disk."""
     key = _cache_key(splits, tokenizer, f"{code_version(tokenize)}|{max_length}")
@@ -52,8 +54,10 @@ def code_version(fn) -> str:
 
 
 def _cache_key(splits: DatasetDict, tokenizer, extra: str) -> str:
-    digest = hashlib.sha256(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|"
-                            f"{tokenizer.padding_side}|{tokenizer.chat_template}|{extra}".encode())
+    digest = hashlib.sha256(
+        f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|"
+        f"{tokenizer.padding_side}|{tokenizer.chat_template}|{extra}".encode()
+    )
     for name in SPLITS:
         digest.update(name.encode())
         # One arrow table per split (row selections applied): iterating a Dataset's rows costs
@@ -68,15 +72,30 @@ def _cache_key(splits: DatasetDict, tokenizer, extra: str) -> str:
 class TokenizedData(pl.LightningDataModule):
     """Loaders over pre-tokenized splits; the collate function pads each batch."""
 
-    def __init__(self, tokenized: DatasetDict, collate, batch_size: int, eval_batch_size: int,
-                 num_workers: int = 0):
+    def __init__(
+        self,
+        tokenized: DatasetDict,
+        collate,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int = 0,
+    ):
         super().__init__()
         self.tokenized, self.collate = tokenized, collate
-        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.batch_size, self.eval_batch_size, self.num_workers = (
+            batch_size,
+            eval_batch_size,
+            num_workers,
+        )
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.tokenized[split], batch_size=batch_size, shuffle=shuffle,
-                          collate_fn=self.collate, num_workers=self.num_workers)
+        return DataLoader(
+            self.tokenized[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
 
     def train_dataloader(self):
         return self._loader("train", self.batch_size, shuffle=True)

@@ -13,8 +13,17 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
-TRACKED_PACKAGES = ("torch", "transformers", "peft", "lightning", "bitsandbytes", "optuna",
-                    "mlflow", "hydra-core", "datasets")
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "lightning",
+    "bitsandbytes",
+    "optuna",
+    "mlflow",
+    "hydra-core",
+    "datasets",
+)
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -66,15 +75,21 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
 def run_tags(cfg: DictConfig, device: str) -> dict[str, str]:
     return {
-        "method": cfg.adapter.name, "quant": cfg.quant.name, "precision": cfg.precision.name,
-        "model": cfg.model.name, "data": cfg.data.name, "task": cfg.task.name, "device": device,
+        "method": cfg.adapter.name,
+        "quant": cfg.quant.name,
+        "precision": cfg.precision.name,
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "task": cfg.task.name,
+        "device": device,
         **package_versions(),
     }
 
 
 @contextmanager
-def mlflow_run(cfg: DictConfig, device: str, parent_run_id: str | None = None,
-               extra_tags: dict | None = None):
+def mlflow_run(
+    cfg: DictConfig, device: str, parent_run_id: str | None = None, extra_tags: dict | None = None
+):
     """Yield an active MLflow run (or None when logging is off); FAILED on exception."""
     if cfg.logger.experiment is None:
         yield None

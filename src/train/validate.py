@@ -25,31 +25,63 @@ RULES: list[tuple[str, Callable[[object], bool], str]] = [
     ("seed", _int, "an integer"),
     ("optim.lr", lambda v: _num(v) and v > 0, "a number > 0"),
     ("optim.warmup_ratio", lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
-    ("optim.scheduler", lambda v: v in ("linear", "cosine", "constant_with_warmup", "constant"),
-     "one of linear, cosine, constant_with_warmup, constant"),
+    (
+        "optim.scheduler",
+        lambda v: v in ("linear", "cosine", "constant_with_warmup", "constant"),
+        "one of linear, cosine, constant_with_warmup, constant",
+    ),
     ("adapter.peft.r", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     ("adapter.peft.lora_alpha", lambda v: _num(v) and v > 0, "a number > 0"),
     ("adapter.peft.lora_dropout", lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("adapter.peft.num_virtual_tokens", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("adapter.trainable_top_layers", lambda v: v is None or (_int(v) and v >= 0),
-     "null or an integer >= 0"),
-    ("trainer.max_steps", lambda v: _int(v) and (v == -1 or v >= 1), "-1 (no limit) or an integer >= 1"),
+    (
+        "adapter.trainable_top_layers",
+        lambda v: v is None or (_int(v) and v >= 0),
+        "null or an integer >= 0",
+    ),
+    (
+        "trainer.max_steps",
+        lambda v: _int(v) and (v == -1 or v >= 1),
+        "-1 (no limit) or an integer >= 1",
+    ),
     ("trainer.max_epochs", lambda v: _int(v) and (v == -1 or v >= 1), "-1 or an integer >= 1"),
     ("trainer.accumulate_grad_batches", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("trainer.gradient_clip_val", lambda v: v is None or (_num(v) and v >= 0), "null or a number >= 0"),
-    ("trainer.val_check_interval", lambda v: _num(v) and v > 0, "a number > 0 (fraction of an epoch, or steps)"),
+    (
+        "trainer.gradient_clip_val",
+        lambda v: v is None or (_num(v) and v >= 0),
+        "null or a number >= 0",
+    ),
+    (
+        "trainer.val_check_interval",
+        lambda v: _num(v) and v > 0,
+        "a number > 0 (fraction of an epoch, or steps)",
+    ),
     ("data.batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     ("data.eval_batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     ("data.max_length", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("data.max_train_samples", lambda v: v is None or (_int(v) and v >= 1), "null or an integer >= 1"),
-    ("data.max_eval_samples", lambda v: v is None or (_int(v) and v >= 1), "null or an integer >= 1"),
+    (
+        "data.max_train_samples",
+        lambda v: v is None or (_int(v) and v >= 1),
+        "null or an integer >= 1",
+    ),
+    (
+        "data.max_eval_samples",
+        lambda v: v is None or (_int(v) and v >= 1),
+        "null or an integer >= 1",
+    ),
     ("data.val_size", lambda v: _num(v) and v > 0, "a row count >= 1 or a fraction in (0, 1)"),
     ("data.test_size", lambda v: _num(v) and v > 0, "a row count >= 1 or a fraction in (0, 1)"),
-    ("data.labels", lambda v: v is None or (isinstance(v, list) and len(set(map(str, v))) >= 2),
-     "null or a list of at least 2 distinct label names"),
+    (
+        "data.labels",
+        lambda v: v is None or (isinstance(v, list) and len(set(map(str, v))) >= 2),
+        "null or a list of at least 2 distinct label names",
+    ),
     ("early_stopping.patience", lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    ("early_stopping.monitor", lambda v: v in ("val/acc", "val/loss", "val/perplexity"),
-     "one of val/acc, val/loss, val/perplexity"),
+    (
+        "early_stopping.monitor",
+        lambda v: v in ("val/acc", "val/loss", "val/perplexity"),
+        "one of val/acc, val/loss, val/perplexity",
+    ),
     ("early_stopping.mode", lambda v: v in ("min", "max"), "min or max"),
 ]
 
@@ -76,23 +108,35 @@ def combination_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             f"quant={cfg.quant.name} with adapter={cfg.adapter.name} is impossible: quantized base "
             "weights cannot be trained directly; use a PEFT adapter (e.g. adapter=lora for QLoRA) "
-            "or quant=none")
+            "or quant=none"
+        )
     if quantized and importlib.util.find_spec("bitsandbytes") is None:
         problems.append(f"quant={cfg.quant.name} needs bitsandbytes: pip install bitsandbytes")
-    if "8bit" in str(OmegaConf.select(cfg, "optim.optimizer._target_", default="")).lower() and \
-            importlib.util.find_spec("bitsandbytes") is None:
+    if (
+        "8bit" in str(OmegaConf.select(cfg, "optim.optimizer._target_", default="")).lower()
+        and importlib.util.find_spec("bitsandbytes") is None
+    ):
         problems.append("optim=adamw8bit needs bitsandbytes: pip install bitsandbytes")
-    if cfg.task.name == "generation" and cfg.data.get("format") == "pairs" and \
-            cfg.early_stopping.monitor == "val/acc":
-        problems.append(f"data={cfg.data.name} has no labels, so no val/acc: set "
-                        "early_stopping.monitor=val/perplexity early_stopping.mode=min")
+    if (
+        cfg.task.name == "generation"
+        and cfg.data.get("format") == "pairs"
+        and cfg.early_stopping.monitor == "val/acc"
+    ):
+        problems.append(
+            f"data={cfg.data.name} has no labels, so no val/acc: set "
+            "early_stopping.monitor=val/perplexity early_stopping.mode=min"
+        )
     if cfg.task.name == "classification" and cfg.data.get("format") == "pairs":
-        problems.append(f"data={cfg.data.name} holds prompt -> response pairs without labels: "
-                        "use task=generation")
+        problems.append(
+            f"data={cfg.data.name} holds prompt -> response pairs without labels: "
+            "use task=generation"
+        )
     problems += eval_problems(cfg)
     if cfg.precision.name == "16-mixed" and cfg.trainer.accelerator == "cpu":
-        problems.append("precision=16-mixed needs a GPU (trainer=gpu); on CPU use 32-true, "
-                        "bf16-mixed or bf16-true")
+        problems.append(
+            "precision=16-mixed needs a GPU (trainer=gpu); on CPU use 32-true, "
+            "bf16-mixed or bf16-true"
+        )
     return problems
 
 
@@ -102,25 +146,33 @@ MERGEABLE = ("full", "freeze", "lora", "ia3")
 def eval_problems(cfg: DictConfig) -> list[str]:
     problems = []
     if cfg.eval.forgetting and cfg.task.name != "generation":
-        problems.append("eval.forgetting=true needs task=generation (a causal LM head to score text)")
+        problems.append(
+            "eval.forgetting=true needs task=generation (a causal LM head to score text)"
+        )
     kinds = list(cfg.eval.ptq or [])
     unknown = [k for k in kinds if k not in ("int8", "nf4", "fp4")]
     if unknown:
         problems.append(f"eval.ptq={kinds}: unknown kinds {unknown}; allowed: int8, nf4, fp4")
     if kinds and cfg.quant.bnb is not None:
-        problems.append(f"eval.ptq needs quant=none (got quant={cfg.quant.name}): a model trained on "
-                        "a quantized base is already evaluated quantized (the QAT-like counterpart)")
+        problems.append(
+            f"eval.ptq needs quant=none (got quant={cfg.quant.name}): a model trained on "
+            "a quantized base is already evaluated quantized (the QAT-like counterpart)"
+        )
     if kinds and cfg.adapter.name not in MERGEABLE:
-        problems.append(f"eval.ptq needs an adapter that merges into the weights ({', '.join(MERGEABLE)}); "
-                        f"adapter={cfg.adapter.name} cannot be merged")
+        problems.append(
+            f"eval.ptq needs an adapter that merges into the weights ({', '.join(MERGEABLE)}); "
+            f"adapter={cfg.adapter.name} cannot be merged"
+        )
     return problems
 
 
 def model_problems(cfg: DictConfig, n_layers: int | None) -> list[str]:
     k = cfg.adapter.get("trainable_top_layers")
     if _int(k) and n_layers is not None and k > n_layers:
-        return [f"adapter.trainable_top_layers={k} is larger than the model's {n_layers} layers "
-                f"(allowed: 0..{n_layers})"]
+        return [
+            f"adapter.trainable_top_layers={k} is larger than the model's {n_layers} layers "
+            f"(allowed: 0..{n_layers})"
+        ]
     return []
 
 

@@ -7,13 +7,19 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from src.sweep import SweepAborted, load_spec, main, run_sweep
 from src.sweep.outcomes import reason_of_exception, reason_of_exit
-from src.sweep import main
-from src.sweep import SweepAborted, run_sweep
-from src.sweep import load_spec
 
-TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
-        "data.batch_size=16", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1"]
+TINY = [
+    "model=tiny_bert",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "data.test_size=64",
+    "data.batch_size=16",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+]
 SWEEP = """
 base: {base}
 space:
@@ -29,7 +35,9 @@ def sweep(sweep_env, fault: str, name: str, extra: str = "", n_trials: int = 2, 
     text = SWEEP.format(base=TINY).replace("n_trials: 2", f"n_trials: {n_trials}") + extra
     path, storage, overrides = sweep_env(text, name=name)
     overrides = [*overrides, f"+fault={fault}"]
-    return run_sweep(load_spec(path, overrides), name, storage, quiet=True, overrides=overrides, **kwargs)
+    return run_sweep(
+        load_spec(path, overrides), name, storage, quiet=True, overrides=overrides, **kwargs
+    )
 
 
 def child_runs(store: str, study: optuna.Study) -> list:
@@ -53,14 +61,19 @@ def test_oom_is_pruned_infeasible_and_the_sweep_goes_on(sweep_env, store):
 
 
 def test_oom_retry_halves_the_micro_batch_and_keeps_the_effective_batch(sweep_env, store):
-    study = sweep(sweep_env, "oom_at_step_2_if_batch_gt_8", "retry", n_trials=1, extra="oom: {retry: true}\n")
+    study = sweep(
+        sweep_env, "oom_at_step_2_if_batch_gt_8", "retry", n_trials=1, extra="oom: {retry: true}\n"
+    )
     [trial] = study.trials
     assert trial.state.name == "COMPLETE" and trial.user_attrs["reason"] == "complete"
     retry = trial.user_attrs["oom_retry"]
     assert retry["overrides"] == ["data.batch_size=8", "trainer.accumulate_grad_batches=2"]
     assert "can't allocate memory" in retry["first_fail_reason"]
     runs = {r.data.tags["oom_retry"]: r for r in child_runs(store, study)}
-    assert runs["first attempt"].info.status == "FAILED" and runs["first attempt"].data.tags["reason"] == "oom"
+    assert (
+        runs["first attempt"].info.status == "FAILED"
+        and runs["first attempt"].data.tags["reason"] == "oom"
+    )
     assert runs["retry"].info.status == "FINISHED"
     assert runs["retry"].data.params["data.batch_size"] == "8"
     assert runs["retry"].data.params["trainer.accumulate_grad_batches"] == "2"
@@ -76,7 +89,10 @@ def test_divergence_stops_the_trial_at_once_as_pruned_nan(sweep_env, store):
     assert "train/loss is nan at step 2" in trial.user_attrs["fail_reason"]
     [run] = child_runs(store, study)
     assert run.info.status == "FAILED" and run.data.tags["reason"] == "nan"
-    assert max(m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")) <= 2
+    assert (
+        max(m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "train/loss"))
+        <= 2
+    )
 
 
 def test_a_killed_trial_process_fails_as_killed_and_the_sweep_goes_on(sweep_env, store):
@@ -88,7 +104,9 @@ def test_a_killed_trial_process_fails_as_killed_and_the_sweep_goes_on(sweep_env,
     assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}
 
 
-def test_a_bug_stops_the_sweep_with_its_traceback_unless_max_failures_allows(sweep_env, store, capsys):
+def test_a_bug_stops_the_sweep_with_its_traceback_unless_max_failures_allows(
+    sweep_env, store, capsys
+):
     with pytest.raises(SweepAborted) as err:
         sweep(sweep_env, "error_at_step_1", "bug", n_trials=3)
     assert "injected bug at step 1" in str(err.value) and "trial traceback (tail)" in str(err.value)
@@ -102,13 +120,26 @@ def test_a_bug_stops_the_sweep_with_its_traceback_unless_max_failures_allows(swe
     assert parent.info.status == "FAILED"
 
     # One more failure allowed: the second bug stops it.
-    path, storage, overrides = sweep_env(SWEEP.format(base=TINY).replace("n_trials: 2", "n_trials: 3"), name="bug2")
+    path, storage, overrides = sweep_env(
+        SWEEP.format(base=TINY).replace("n_trials: 2", "n_trials: 3"), name="bug2"
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
-        main([f"sweep={path}", f"storage={storage}", "max_failures=1", "quiet=true", "report=false",
-              *overrides, "+fault=error_at_step_1"])
+        main(
+            [
+                f"sweep={path}",
+                f"storage={storage}",
+                "max_failures=1",
+                "quiet=true",
+                "report=false",
+                *overrides,
+                "+fault=error_at_step_1",
+            ]
+        )
     stderr = capsys.readouterr().err
-    assert exit_.value.code == 1 and "injected bug" in stderr and "2 so far, max_failures=1" in stderr
+    assert (
+        exit_.value.code == 1 and "injected bug" in stderr and "2 so far, max_failures=1" in stderr
+    )
     assert len(optuna.load_study(study_name="bug2", storage=storage).trials) == 2
 
 
@@ -117,7 +148,10 @@ def test_reasons_of_exceptions_and_exit_codes():
 
     from src.train.divergence import NonFiniteLossError
 
-    assert reason_of_exception(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")) == "oom"
+    assert (
+        reason_of_exception(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+        == "oom"
+    )
     assert reason_of_exception(MemoryError()) == "oom"
     assert reason_of_exception(NonFiniteLossError("nan")) == "nan"
     assert reason_of_exception(ImportError("cannot import name 'x'")) == "error"

@@ -10,14 +10,14 @@ import pytest
 
 from src.errors import ConfigError
 from src.sweep import load_spec
-from src.sweep.preflight import preflight
-from src.sweep.preflight import storage_problems
+from src.sweep.preflight import preflight, storage_problems
 from src.sweep.preflight.study import study_problems
 from src.sweep.spec import SIGNATURE_ATTR, space_signature
 
 # DATA is replaced by the folder of the module's csv files (YAML braces rule out str.format).
 SWEEP = """
-base: [model=tiny_bert, data=csv, "data.train_file=DATA/train.csv", data.val_size=4, data.test_size=4]
+base: [model=tiny_bert, data=csv, "data.train_file=DATA/train.csv", data.val_size=4,
+       data.test_size=4]
 space:
   method:
     type: categorical
@@ -26,12 +26,13 @@ space:
       prompt: [adapter=prompt]
   rank: {type: categorical, choices: [4, 8], path: adapter.peft.r, when: {method: lora}}
   alpha: {derive: "2 * rank", path: adapter.peft.lora_alpha, when: {method: lora}}
-  tokens: {type: int, low: 2, high: 6, path: adapter.peft.num_virtual_tokens, when: {method: prompt}}
+  tokens: {type: int, low: 2, high: 6, path: adapter.peft.num_virtual_tokens,
+           when: {method: prompt}}
   lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, path: optim.lr}
 sampler: {name: random, seed: 0}
 objectives: [{metric: val/acc, direction: maximize}]
 """
-TOKENS = next(line for line in SWEEP.splitlines() if "tokens:" in line) + "\n"
+TOKENS = SWEEP[SWEEP.index("  tokens:") : SWEEP.index("  lr:")]
 LR = "low: 1.0e-4, high: 1.0e-2, log: true"
 ALPHA = 'alpha: {derive: "2 * rank", path: adapter.peft.lora_alpha, when: {method: lora}}'
 PROMPT = "prompt: [adapter=prompt]"
@@ -49,63 +50,205 @@ def choice(text: str) -> dict:
 
 
 WARMUP = "warmup: {type: float, low: 0.0, high: 1.05, step: 0.5, path: optim.warmup_ratio}"
-LAYERS = ("layers: {type: int, low: 1, high: 6, path: adapter.trainable_top_layers, "
-          "when: {method: freeze}}")
+LAYERS = (
+    "layers: {type: int, low: 1, high: 6, path: adapter.trainable_top_layers, "
+    "when: {method: freeze}}"
+)
 PRECISION = "prec: {type: categorical, choices: [32-true, 16-mixed], path: precision}"
 MULT = "mult: {type: int, low: 1, high: 2, when: {method: prompt}}"
 
 # id, edits of SWEEP, trial overrides, storage, stored study ('space' / 'directions'), expected.
 # {tmp} is the test's tmp_path, {data} the csv folder.
 CASES = [
-    ("storage-scheme", {}, [], "redis://localhost/0", None,
-     ["storage=redis://localhost/0: scheme 'redis' is not supported; use sqlite:///"]),
-    ("storage-malformed", {}, [], "optuna.db", None,
-     ["storage=optuna.db: not a valid database URL", "(for a file write sqlite:///optuna.db)"]),
-    ("storage-folder", {}, [], "sqlite:///{tmp}", None,
-     ["storage=sqlite:///{tmp}: {tmp} is a folder; give a file in it"]),
-    ("storage-under-a-file", {}, [], "sqlite:///{tmp}/tiny.yaml/optuna.db", None,
-     [("storage=sqlite:///{tmp}/tiny.yaml/optuna.db: cannot create folder {tmp}/tiny.yaml: "
-      "{tmp}/tiny.yaml is a file")]),
-    ("storage-not-sqlite", {}, [], "sqlite:///{tmp}/tiny.yaml", None,
-     ["{tmp}/tiny.yaml is not an SQLite database"]),
-    ("lr-low-endpoint", {LR: "low: 0.0, high: 1.0e-2"}, [], STORE, None,
-     ["space.lr: optim.lr=0.0 is invalid: must be a number > 0"]),
-    ("rank-choice-0", {"choices: [4, 8]": "choices: [0, 8]"}, [], STORE, None,
-     ["space.rank (when method=lora): adapter.peft.r=0 is invalid: must be an integer >= 1",
-      "space.alpha (when method=lora): adapter.peft.lora_alpha=0 is invalid"]),
-    ("int-low-endpoint", {"low: 2, high: 6,": "low: 0, high: 6,"}, [], STORE, None,
-     ["space.tokens (when method=prompt): adapter.peft.num_virtual_tokens=0 is invalid"]),
-    ("stepped-top-endpoint", params(WARMUP), [], STORE, None,  # 1.05 on a 0.5 grid tops at 1.0
-     ["space.warmup: optim.warmup_ratio=1.0 is invalid: must be a number in [0, 1)"]),
-    ("fixed-value", params("warmup: {value: 1.0, path: optim.warmup_ratio}"), [], STORE, None,
-     ["space.warmup: optim.warmup_ratio=1.0 is invalid: must be a number in [0, 1)"]),
-    ("impossible-combination", choice("full: [adapter=full, quant=nf4]"), [], STORE, None,
-     ["space.method.choices.full: quant=nf4 with adapter=full is impossible"]),
-    ("group-choice", params(PRECISION), [], STORE, None,
-     ["space.prec: precision=16-mixed needs a GPU (trainer=gpu)"]),
-    ("base-value", {}, ["early_stopping.patience=-1"], STORE, None,
-     ["base: early_stopping.patience=-1 is invalid: must be an integer >= 0"]),
-    ("layers-above-model", {**choice("freeze: [adapter=freeze]"), **params(LAYERS)}, [], STORE,
-     None,
-     [("space.layers (when method=freeze): adapter.trainable_top_layers=6 is larger than the "
-      "model's 4 layers (allowed: 0..4)")]),
-    ("derive-uses-absent-param", {ALPHA: f"{MULT}\n  " + ALPHA.replace("2 * rank", "mult * rank")},
-     [], STORE, None,
-     ["space.alpha (when method=lora): derive 'mult * rank' uses ['mult'], which do not apply"]),
-    ("data-file-missing", {}, ["data.train_file=/nonexistent/data.csv"], STORE, None,
-     ["data.train_file: no such file '/nonexistent/data.csv'"]),
-    ("data-column-missing", {}, ["data.train_file={data}/no_text.csv"], STORE, None,
-     [("data.text_column='text' is not a column of split 'train'; "
-      "columns are ['sentence', 'label']")]),
-    ("data-file-not-given", {'"data.train_file=DATA/train.csv", ': ""}, [], STORE, None,
-     ["data.train_file=??? must be given"]),
-    ("study-space-changed", {}, [], STORE, "space",
-     [("study 'tiny' in sqlite:///{tmp}/optuna.db was run with a different search space "
-      "(added ['tokens']); resume with allow_space_change=true to continue this study anyway, "
-      "or pick a new study_name")]),
-    ("study-directions", {}, [], STORE, "directions",
-     [("study 'tiny' in sqlite:///{tmp}/optuna.db has directions ['minimize'], the sweep file "
-      "says ['maximize']; pick another study_name")]),
+    (
+        "storage-scheme",
+        {},
+        [],
+        "redis://localhost/0",
+        None,
+        ["storage=redis://localhost/0: scheme 'redis' is not supported; use sqlite:///"],
+    ),
+    (
+        "storage-malformed",
+        {},
+        [],
+        "optuna.db",
+        None,
+        ["storage=optuna.db: not a valid database URL", "(for a file write sqlite:///optuna.db)"],
+    ),
+    (
+        "storage-folder",
+        {},
+        [],
+        "sqlite:///{tmp}",
+        None,
+        ["storage=sqlite:///{tmp}: {tmp} is a folder; give a file in it"],
+    ),
+    (
+        "storage-under-a-file",
+        {},
+        [],
+        "sqlite:///{tmp}/tiny.yaml/optuna.db",
+        None,
+        [
+            (
+                "storage=sqlite:///{tmp}/tiny.yaml/optuna.db: cannot create folder "
+                "{tmp}/tiny.yaml: {tmp}/tiny.yaml is a file"
+            )
+        ],
+    ),
+    (
+        "storage-not-sqlite",
+        {},
+        [],
+        "sqlite:///{tmp}/tiny.yaml",
+        None,
+        ["{tmp}/tiny.yaml is not an SQLite database"],
+    ),
+    (
+        "lr-low-endpoint",
+        {LR: "low: 0.0, high: 1.0e-2"},
+        [],
+        STORE,
+        None,
+        ["space.lr: optim.lr=0.0 is invalid: must be a number > 0"],
+    ),
+    (
+        "rank-choice-0",
+        {"choices: [4, 8]": "choices: [0, 8]"},
+        [],
+        STORE,
+        None,
+        [
+            "space.rank (when method=lora): adapter.peft.r=0 is invalid: must be an integer >= 1",
+            "space.alpha (when method=lora): adapter.peft.lora_alpha=0 is invalid",
+        ],
+    ),
+    (
+        "int-low-endpoint",
+        {"low: 2, high: 6,": "low: 0, high: 6,"},
+        [],
+        STORE,
+        None,
+        ["space.tokens (when method=prompt): adapter.peft.num_virtual_tokens=0 is invalid"],
+    ),
+    (
+        "stepped-top-endpoint",
+        params(WARMUP),
+        [],
+        STORE,
+        None,  # 1.05 on a 0.5 grid tops at 1.0
+        ["space.warmup: optim.warmup_ratio=1.0 is invalid: must be a number in [0, 1)"],
+    ),
+    (
+        "fixed-value",
+        params("warmup: {value: 1.0, path: optim.warmup_ratio}"),
+        [],
+        STORE,
+        None,
+        ["space.warmup: optim.warmup_ratio=1.0 is invalid: must be a number in [0, 1)"],
+    ),
+    (
+        "impossible-combination",
+        choice("full: [adapter=full, quant=nf4]"),
+        [],
+        STORE,
+        None,
+        ["space.method.choices.full: quant=nf4 with adapter=full is impossible"],
+    ),
+    (
+        "group-choice",
+        params(PRECISION),
+        [],
+        STORE,
+        None,
+        ["space.prec: precision=16-mixed needs a GPU (trainer=gpu)"],
+    ),
+    (
+        "base-value",
+        {},
+        ["early_stopping.patience=-1"],
+        STORE,
+        None,
+        ["base: early_stopping.patience=-1 is invalid: must be an integer >= 0"],
+    ),
+    (
+        "layers-above-model",
+        {**choice("freeze: [adapter=freeze]"), **params(LAYERS)},
+        [],
+        STORE,
+        None,
+        [
+            (
+                "space.layers (when method=freeze): adapter.trainable_top_layers=6 is larger "
+                "than the model's 4 layers (allowed: 0..4)"
+            )
+        ],
+    ),
+    (
+        "derive-uses-absent-param",
+        {ALPHA: f"{MULT}\n  " + ALPHA.replace("2 * rank", "mult * rank")},
+        [],
+        STORE,
+        None,
+        ["space.alpha (when method=lora): derive 'mult * rank' uses ['mult'], which do not apply"],
+    ),
+    (
+        "data-file-missing",
+        {},
+        ["data.train_file=/nonexistent/data.csv"],
+        STORE,
+        None,
+        ["data.train_file: no such file '/nonexistent/data.csv'"],
+    ),
+    (
+        "data-column-missing",
+        {},
+        ["data.train_file={data}/no_text.csv"],
+        STORE,
+        None,
+        [
+            (
+                "data.text_column='text' is not a column of split 'train'; "
+                "columns are ['sentence', 'label']"
+            )
+        ],
+    ),
+    (
+        "data-file-not-given",
+        {'"data.train_file=DATA/train.csv", ': ""},
+        [],
+        STORE,
+        None,
+        ["data.train_file=??? must be given"],
+    ),
+    (
+        "study-space-changed",
+        {},
+        [],
+        STORE,
+        "space",
+        [
+            (
+                "study 'tiny' in sqlite:///{tmp}/optuna.db was run with a different search space "
+                "(added ['tokens']); resume with allow_space_change=true to continue this study "
+                "anyway, or pick a new study_name"
+            )
+        ],
+    ),
+    (
+        "study-directions",
+        {},
+        [],
+        STORE,
+        "directions",
+        [
+            (
+                "study 'tiny' in sqlite:///{tmp}/optuna.db has directions ['minimize'], "
+                "the sweep file says ['maximize']; pick another study_name"
+            )
+        ],
+    ),
 ]
 
 
@@ -129,17 +272,20 @@ def write_sweep(tmp_path, data_files, edits: dict, name: str = "tiny") -> str:
     return str(path)
 
 
-def store_study(url: str, directions: list[str], signature: dict | None,
-                name: str = "tiny") -> None:
+def store_study(
+    url: str, directions: list[str], signature: dict | None, name: str = "tiny"
+) -> None:
     study = optuna.create_study(study_name=name, storage=url, directions=directions)
     if signature is not None:
         study.set_user_attr(SIGNATURE_ATTR, signature)
 
 
-@pytest.mark.parametrize("edits,overrides,storage,study,expected", [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
-def test_bad_input_is_found_before_any_trial(tmp_path, data_files, edits, overrides, storage, study,
-                                             expected):
+@pytest.mark.parametrize(
+    "edits,overrides,storage,study,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_found_before_any_trial(
+    tmp_path, data_files, edits, overrides, storage, study, expected
+):
     fill = {"tmp": tmp_path, "data": data_files}
     overrides = [o.format(**fill) for o in overrides]
     spec = load_spec(write_sweep(tmp_path, data_files, edits), overrides)
@@ -158,14 +304,23 @@ def test_bad_input_is_found_before_any_trial(tmp_path, data_files, edits, overri
 
 def test_every_problem_comes_in_one_error_storage_first(tmp_path, data_files):
     overrides = ["data.train_file=/nonexistent/data.csv"]
-    spec = load_spec(write_sweep(tmp_path, data_files, {"choices: [4, 8]": "choices: [0, 8]",
-                                                        LR: "low: 0.0, high: 1.0e-2"}), overrides)
+    spec = load_spec(
+        write_sweep(
+            tmp_path,
+            data_files,
+            {"choices: [4, 8]": "choices: [0, 8]", LR: "low: 0.0, high: 1.0e-2"},
+        ),
+        overrides,
+    )
     with pytest.raises(ConfigError) as err:
         preflight(spec, overrides, "tiny", "redis://localhost/0")
     problems = err.value.problems
     assert problems[0].startswith("storage=redis://localhost/0: ")
-    for needle in ("space.rank (when method=lora): adapter.peft.r=0", "space.lr: optim.lr=0.0",
-                   "no such file '/nonexistent/data.csv'"):
+    for needle in (
+        "space.rank (when method=lora): adapter.peft.r=0",
+        "space.lr: optim.lr=0.0",
+        "no such file '/nonexistent/data.csv'",
+    ):
         assert any(needle in p for p in problems), needle
 
 
@@ -193,6 +348,8 @@ def test_a_changed_space_resumes_only_when_allowed(tmp_path, data_files):
 @pytest.mark.skipif(importlib.util.find_spec("MySQLdb") is not None, reason="mysqlclient installed")
 def test_a_server_storage_needs_its_driver():
     [problem] = storage_problems("mysql://sweeper:secret@localhost/optuna")
-    assert problem.startswith("storage=mysql://sweeper:***@localhost/optuna: "  # password hidden
-                              "database driver 'mysqldb' is not installed")
+    assert problem.startswith(
+        "storage=mysql://sweeper:***@localhost/optuna: "  # password hidden
+        "database driver 'mysqldb' is not installed"
+    )
     assert problem.endswith("pip install mysqlclient")

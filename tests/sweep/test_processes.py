@@ -18,8 +18,15 @@ from mlflow.tracking import MlflowClient
 from src.sweep import main
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
-        "data.batch_size=16", "trainer.val_check_interval=2", "trainer.max_epochs=-1"]
+TINY = [
+    "model=tiny_bert",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "data.test_size=64",
+    "data.batch_size=16",
+    "trainer.val_check_interval=2",
+    "trainer.max_epochs=-1",
+]
 LONG = ["trainer.max_steps=100000", "early_stopping.enabled=false"]  # runs until it is stopped
 SWEEP = """
 base: {base}
@@ -33,15 +40,36 @@ n_trials: 2
 """
 
 
-def start_driver(path: str, name: str, storage: str, overrides: list[str], *extra: str) -> subprocess.Popen:
+def start_driver(
+    path: str, name: str, storage: str, overrides: list[str], *extra: str
+) -> subprocess.Popen:
     """The sweep CLI in its own session (process group), as a terminal would start it."""
-    cmd = [sys.executable, "-m", "src.sweep", f"sweep={path}", f"study_name={name}", f"storage={storage}",
-           "quiet=true", "report=false", "heartbeat_s=1", *overrides, *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "src.sweep",
+        f"sweep={path}",
+        f"study_name={name}",
+        f"storage={storage}",
+        "quiet=true",
+        "report=false",
+        "heartbeat_s=1",
+        *overrides,
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
-def wait_for_running_trial(name: str, storage: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
+def wait_for_running_trial(
+    name: str, storage: str, timeout: float = 180
+) -> optuna.trial.FrozenTrial:
     """The first trial once its process is training (its MLflow run exists)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -69,8 +97,10 @@ def runs_of(store: str) -> list:
 
 # SIGTERM to the driver alone (a scheduler, `kill`): the driver stops the trial process.
 # SIGINT to the whole process group (Ctrl-C in a terminal): the trial process hears it too.
-STOPS = {"sigterm-driver": lambda p: p.send_signal(signal.SIGTERM),
-         "ctrl-c-group": lambda p: os.killpg(p.pid, signal.SIGINT)}
+STOPS = {
+    "sigterm-driver": lambda p: p.send_signal(signal.SIGTERM),
+    "ctrl-c-group": lambda p: os.killpg(p.pid, signal.SIGINT),
+}
 
 
 @pytest.mark.parametrize("stop", sorted(STOPS))
@@ -82,7 +112,11 @@ def test_an_interrupt_stops_cleanly_and_resume_loses_nothing(stop, sweep_env, st
     output, _ = driver.communicate(timeout=90)
     assert driver.returncode == 130, output
     assert "Trial #0 was stopped, recorded as FAIL (interrupted) and re-queued" in output
-    assert "Resume with:" in output and "study_name=term" in output and "early_stopping.enabled=false" in output  # the same overrides
+    assert (
+        "Resume with:" in output
+        and "study_name=term" in output
+        and "early_stopping.enabled=false" in output
+    )  # the same overrides
 
     study = optuna.load_study(study_name="term", storage=storage)
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
@@ -94,8 +128,17 @@ def test_an_interrupt_stops_cleanly_and_resume_loses_nothing(stop, sweep_env, st
     assert trial_run.info.status == "KILLED" and trial_run.data.tags["reason"] == "interrupted"
     assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
 
-    main([f"sweep={path}", "study_name=term", f"storage={storage}", "quiet=true", "report=false",
-          *overrides, "trainer.max_steps=2"])
+    main(
+        [
+            f"sweep={path}",
+            "study_name=term",
+            f"storage={storage}",
+            "quiet=true",
+            "report=false",
+            *overrides,
+            "trainer.max_steps=2",
+        ]
+    )
     study = optuna.load_study(study_name="term", storage=storage)
     assert [t.number for t in study.trials] == [0, 1, 2]  # numbering continues
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
@@ -117,8 +160,19 @@ def test_killed_driver_is_cleaned_up_by_the_next_worker(sweep_env, store):
     assert study.trials[0].state.name == "RUNNING"
 
     time.sleep(4)  # past the grace period (3 heartbeats of 1 s)
-    main([f"sweep={path}", "study_name=dead", f"storage={storage}", "quiet=true", "report=false",
-          "heartbeat_s=1", "n_trials=1", *overrides, "trainer.max_steps=2"])
+    main(
+        [
+            f"sweep={path}",
+            "study_name=dead",
+            f"storage={storage}",
+            "quiet=true",
+            "report=false",
+            "heartbeat_s=1",
+            "n_trials=1",
+            *overrides,
+            "trainer.max_steps=2",
+        ]
+    )
     study = optuna.load_study(study_name="dead", storage=storage)
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
     retry = study.trials[1]
@@ -128,22 +182,38 @@ def test_killed_driver_is_cleaned_up_by_the_next_worker(sweep_env, store):
     stale = client.get_run(running.user_attrs["run_id"])
     assert stale.info.status == "KILLED" and stale.data.tags["reason"] == "stale"
     parents = [r for r in runs_of(store) if r.data.tags.get("kind") == "sweep"]
-    assert sorted(r.info.status for r in parents) == ["FINISHED", "KILLED"]  # the dead driver's: KILLED
+    assert sorted(r.info.status for r in parents) == [
+        "FINISHED",
+        "KILLED",
+    ]  # the dead driver's: KILLED
     assert not [r for r in runs_of(store) if r.info.status == "RUNNING"]
 
 
 def test_four_workers_on_one_sqlite_study_lose_and_duplicate_nothing(sweep_env, store):
     path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
-    main([f"sweep={path}", "study_name=four", f"storage={storage}", "quiet=true", "report=false",
-          "workers=4", "n_trials=8", *overrides, "trainer.max_steps=2"])
+    main(
+        [
+            f"sweep={path}",
+            "study_name=four",
+            f"storage={storage}",
+            "quiet=true",
+            "report=false",
+            "workers=4",
+            "n_trials=8",
+            *overrides,
+            "trainer.max_steps=2",
+        ]
+    )
     study = optuna.load_study(study_name="four", storage=storage)
     assert sorted(t.number for t in study.trials) == list(range(8))
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
     parent = study.user_attrs["mlflow_parent_run_id"]
     children = [r for r in runs_of(store) if r.data.tags.get("mlflow.parentRunId") == parent]
-    assert sorted(int(r.data.tags["trial"]) for r in children) == list(range(8))  # one run per trial
+    assert sorted(int(r.data.tags["trial"]) for r in children) == list(
+        range(8)
+    )  # one run per trial
     assert {r.info.status for r in children} == {"FINISHED"}
     assert {t.user_attrs["run_id"] for t in study.trials} == {r.info.run_id for r in children}
     assert len({t.user_attrs["pid"] for t in study.trials}) == 8
     assert MlflowClient(store).get_run(parent).info.status == "FINISHED"
-    assert os.path.exists(storage[len("sqlite:///"):].replace(".db", ".lock"))
+    assert os.path.exists(storage[len("sqlite:///") :].replace(".db", ".lock"))

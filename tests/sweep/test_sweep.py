@@ -7,11 +7,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from src.errors import ConfigError
-from src.sweep.report import trial_table
 from src.sweep import load_spec, main, parse_args, run_sweep
+from src.sweep.report import trial_table
 
-TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
-        "trainer.val_check_interval=2"]
+TINY = [
+    "model=tiny_bert",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "data.test_size=64",
+    "trainer.val_check_interval=2",
+]
 # 'long' trials report at steps 2 and 4; the threshold pruner (nobody reaches acc 1.01) prunes
 # from step 3 on, so every 'long' trial is PRUNED at step 4 and every 'short' one COMPLETEs:
 # a deterministic pruner with no mock.
@@ -25,7 +30,8 @@ space:
       long: [trainer.max_steps=4, adapter=prompt]
   rank: {{type: int, low: 2, high: 8, path: adapter.peft.r, when: {{method: short}}}}
   alpha: {{derive: "2 * rank", path: adapter.peft.lora_alpha, when: {{method: [short]}}}}
-  tokens: {{type: int, low: 2, high: 6, path: adapter.peft.num_virtual_tokens, when: {{method: long}}}}
+  tokens: {{type: int, low: 2, high: 6, path: adapter.peft.num_virtual_tokens,
+           when: {{method: long}}}}
   lr: {{type: float, low: 1e-4, high: 1e-2, log: true, path: optim.lr}}
 sampler: {{name: random, seed: 0}}
 pruner: {{name: threshold, kwargs: {{lower: 1.01, n_warmup_steps: 3}}}}
@@ -58,7 +64,9 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
     assert len(parents) == 2  # one parent run per invocation
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}
+    ]
     assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3]
     for run in children:
         trial = trials[int(run.data.tags["trial"])]
@@ -73,7 +81,12 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
 
     out = write_report(study)
     logged = {a.path for a in client.list_artifacts(last.info.run_id, "report")}
-    assert {"report/pareto.png", "report/pareto.html", "report/trials.csv", "report/optuna_plots.html"} <= logged
+    assert {
+        "report/pareto.png",
+        "report/pareto.html",
+        "report/trials.csv",
+        "report/optuna_plots.html",
+    } <= logged
     assert out == tmp_path / "reports" / "tiny"
     assert all((out / f).stat().st_size > 0 for f in ("pareto.png", "pareto.html", "pareto.csv"))
     table = trial_table(study)
@@ -82,11 +95,20 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
 
 
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(sweep_env, store):
-    text = SWEEP.format(base=TINY).replace("long: [", "broken: [data.batch_size=0, ").replace(
-        "method: long", "method: broken").replace("{name: random, seed: 0}",
-                                                  "{name: grid, kwargs: {search_space: {method: [broken, short], rank: [4], lr: [0.001], tokens: [3]}}}")
+    text = (
+        SWEEP.format(base=TINY)
+        .replace("long: [", "broken: [data.batch_size=0, ")
+        .replace("method: long", "method: broken")
+        .replace(
+            "{name: random, seed: 0}",
+            "{name: grid, kwargs: {search_space: {method: [broken, short], rank: [4],"
+            " lr: [0.001], tokens: [3]}}}",
+        )
+    )
     # max_failures: 1 lets the sweep go on after one unexpected error (the default 0 stops it).
-    path, storage, overrides = sweep_env(text.replace("n_trials: 3", "n_trials: 2\nmax_failures: 1"))
+    path, storage, overrides = sweep_env(
+        text.replace("n_trials: 3", "n_trials: 2\nmax_failures: 1")
+    )
     study = run_sweep(load_spec(path, overrides), "fails", storage, quiet=True, overrides=overrides)
     by_method = {t.params["method"]: t for t in study.trials}
     assert by_method["broken"].state.name == "FAIL" and by_method["short"].state.name == "COMPLETE"
@@ -96,11 +118,17 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(sweep_env, store):
 
 
 def test_multi_objective_sweep_has_a_pareto_set_and_never_prunes(sweep_env, store):
-    text = SWEEP.format(base=TINY).replace(
-        "objectives: [{metric: val/acc, direction: maximize}]",
-        "objectives: [{metric: val/acc, direction: maximize}, {metric: mem/peak_mb, direction: minimize},"
-        " {metric: time/train_s, direction: minimize}]").replace("name: random", "name: nsgaii").replace(
-        "n_trials: 3", "n_trials: 2")
+    text = (
+        SWEEP.format(base=TINY)
+        .replace(
+            "objectives: [{metric: val/acc, direction: maximize}]",
+            "objectives: [{metric: val/acc, direction: maximize},"
+            " {metric: mem/peak_mb, direction: minimize},"
+            " {metric: time/train_s, direction: minimize}]",
+        )
+        .replace("name: random", "name: nsgaii")
+        .replace("n_trials: 3", "n_trials: 2")
+    )
     path, storage, overrides = sweep_env(text)
     study = run_sweep(load_spec(path, overrides), "multi", storage, quiet=True, overrides=overrides)
     assert all(t.state.name == "COMPLETE" and len(t.values) == 3 for t in study.trials)
@@ -118,7 +146,8 @@ space:
   method: {type: categorical, choices: {lora: [adapter=lora], oops: [adapter=nope]}}
   lr: {type: float, low: 0.1, high: 0.01, path: optim.lr}
   rank: {type: int, low: 2, high: 8, path: adapter.peft.rank, when: {method: lora}}
-  alpha: {derive: "__import__('os').system('x')", path: adapter.peft.lora_alpha, when: {methd: lora}}
+  alpha: {derive: "__import__('os').system('x')", path: adapter.peft.lora_alpha,
+          when: {methd: lora}}
 sampler: {name: tpe-ish}
 pruner: {name: medain}
 objectives: [{metric: val/accuracy, direction: maximize}]
@@ -130,16 +159,26 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
     with pytest.raises(ConfigError) as err:
         load_spec(path, overrides)
     text = str(err.value)
-    for needle in ("unknown top-level key 'bogus'", "sampler.name='tpe-ish'", "pruner.name='medain'",
-                   "val/accuracy", "space.lr: empty range", "'methd' is not a param defined above",
-                   "is not allowed"):
+    for needle in (
+        "unknown top-level key 'bogus'",
+        "sampler.name='tpe-ish'",
+        "pruner.name='medain'",
+        "val/accuracy",
+        "space.lr: empty range",
+        "'methd' is not a param defined above",
+        "is not allowed",
+    ):
         assert needle in text, needle
     # Paths are checked only once the space itself is well formed; then unknown paths and
     # unknown group options of a method choice are reported together.
     fixed = BAD.replace("bogus: 1\n", "").replace("low: 0.1, high: 0.01", "low: 0.01, high: 0.1")
     fixed = fixed.replace("__import__('os').system('x')", "2 * rank").replace("methd", "method")
-    path, _, _ = sweep_env(fixed.replace("tpe-ish", "tpe").replace("medain", "median").replace(
-        "val/accuracy", "val/acc"), name="bad2")
+    path, _, _ = sweep_env(
+        fixed.replace("tpe-ish", "tpe")
+        .replace("medain", "median")
+        .replace("val/accuracy", "val/acc"),
+        name="bad2",
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         main([f"sweep={path}", f"storage={storage}", *overrides])
@@ -152,22 +191,28 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
 
 
 def test_cli_args_split_into_settings_and_trial_overrides():
-    settings, overrides = parse_args(["sweep=lora_rank_lr", "n_trials=3", "quiet=true", "model=tiny_bert",
-                                      "trainer.max_steps=5"])
+    settings, overrides = parse_args(
+        ["sweep=lora_rank_lr", "n_trials=3", "quiet=true", "model=tiny_bert", "trainer.max_steps=5"]
+    )
     assert settings == {"sweep": "lora_rank_lr", "n_trials": 3, "quiet": True}
     settings, _ = parse_args(["workers=4", "oom.retry=true", "max_failures=2"])
     assert (settings["workers"], settings["oom.retry"], settings["max_failures"]) == (4, True, 2)
     assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
     with pytest.raises(ConfigError) as err:
         parse_args(["n_trials=many", "workers=0", "oom.retry=maybe", "nokey"])
-    for needle in ("n_trials='many'", "workers=0", "oom.retry='maybe'", "'nokey': expected key=value"):
+    for needle in (
+        "n_trials='many'",
+        "workers=0",
+        "oom.retry='maybe'",
+        "'nokey': expected key=value",
+    ):
         assert needle in str(err.value)
 
 
 def test_derive_is_arithmetic_only_and_timeout_becomes_atrial_budget():
     from src.sweep.driver import max_time_seconds, trial_budget
-    from src.sweep.trial import trial_settings
     from src.sweep.space import evaluate
+    from src.sweep.trial import trial_settings
 
     assert evaluate("2 * rank", {"rank": 8}) == 16
     assert evaluate("max(4, rank // 2) + 0.5", {"rank": 4}) == 4.5
@@ -205,7 +250,14 @@ def test_trials_of_a_killed_sweep_are_failed_on_resume(sweep_env, monkeypatch):
 def test_resuming_with_a_changed_space_needs_consent(sweep_env, tmp_path, capsys):
     text = SWEEP.format(base=TINY).replace("n_trials: 3", "n_trials: 1")
     path, storage, overrides = sweep_env(text)
-    args = [f"sweep={path}", "study_name=space", f"storage={storage}", "quiet=true", "report=false", *overrides]
+    args = [
+        f"sweep={path}",
+        "study_name=space",
+        f"storage={storage}",
+        "quiet=true",
+        "report=false",
+        *overrides,
+    ]
     main(args)  # stores the space the study's trials come from
     sweep_env(text.replace("low: 2, high: 8", "low: 2, high: 16"))  # same file, wider rank range
     capsys.readouterr()

@@ -17,7 +17,10 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def test_sweep_help_lists_every_setting():
-    for command in ([sys.executable, "-m", "src.sweep", "--help"], [str(SCRIPTS / "ftsweep-sweep"), "-h"]):
+    for command in (
+        [sys.executable, "-m", "src.sweep", "--help"],
+        [str(SCRIPTS / "ftsweep-sweep"), "-h"],
+    ):
         proc = run(*command)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("usage: python -m src.sweep")
@@ -26,16 +29,20 @@ def test_sweep_help_lists_every_setting():
 
 
 def test_bad_settings_are_one_error_block_and_exit_2(tmp_path):
-    proc = run(sys.executable, "-m", "src.sweep", "n_trials=0", "quiet=maybe", "nokey", cwd=tmp_path)
+    proc = run(
+        sys.executable, "-m", "src.sweep", "n_trials=0", "quiet=maybe", "nokey", cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: 3 problem(s)") and "Traceback" not in proc.stderr
     assert not (tmp_path / "mlruns").exists()  # nothing was created
 
 
 def test_report_help_and_bad_input(tmp_path):
-    for command in ([sys.executable, "-m", "src.report", "--help"],
-                    [sys.executable, "-m", "src.sweep", "report", "--help"],
-                    [str(SCRIPTS / "ftsweep-report"), "--help"]):
+    for command in (
+        [sys.executable, "-m", "src.report", "--help"],
+        [sys.executable, "-m", "src.sweep", "report", "--help"],
+        [str(SCRIPTS / "ftsweep-report"), "--help"],
+    ):
         proc = run(*command)
         assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m src.report")
     storage = f"sqlite:///{tmp_path}/optuna.db"

@@ -1,17 +1,23 @@
-"""Every shipped sweep file validates and runs one trial on a tiny model (litgpt's config-hub test)."""
+"""Every shipped sweep file validates and runs one trial on a tiny model (as litgpt's
+config-hub test does)."""
 
 from __future__ import annotations
 
 import pytest
 
-from src.sweep import run_sweep
+from src.sweep import load_spec, run_sweep
 from src.sweep.preflight import preflight
-from src.sweep import load_spec
 from src.sweep.spec import SWEEPS_DIR
 
 SHIPPED = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
-TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32", "data.test_size=64",
-        "trainer.max_steps=2", "trainer.val_check_interval=1"]
+TINY = [
+    "model=tiny_bert",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "data.test_size=64",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=1",
+]
 
 
 def test_the_required_sweeps_ship():

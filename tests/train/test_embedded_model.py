@@ -10,8 +10,15 @@ from src.train import train
 @pytest.mark.slow
 def test_minilm_lora_trains_offline(make_cfg, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = make_cfg("+experiment=lora_r16", "data.max_train_samples=96", "data.max_eval_samples=64",
-                   "data.test_size=128", "trainer.max_steps=3", "checkpoint.enabled=false", model="minilm")
+    cfg = make_cfg(
+        "+experiment=lora_r16",
+        "data.max_train_samples=96",
+        "data.max_eval_samples=64",
+        "data.test_size=128",
+        "trainer.max_steps=3",
+        "checkpoint.enabled=false",
+        model="minilm",
+    )
     metrics = train(cfg)
     assert 22_500_000 < metrics["params/total"] < 23_500_000  # MiniLM-L6 (22.7M) + head + LoRA
     assert metrics["train/steps"] == 3
@@ -19,9 +26,17 @@ def test_minilm_lora_trains_offline(make_cfg, monkeypatch):
     assert 0 <= metrics["test/acc"] <= 1
 
 
-SMOLLM2_TINY_BUDGET = ["data.max_train_samples=16", "data.max_eval_samples=8", "data.test_size=8",
-                       "data.batch_size=4", "data.eval_batch_size=8", "data.max_length=32",
-                       "trainer.max_steps=2", "checkpoint.enabled=false", "logger=none"]
+SMOLLM2_TINY_BUDGET = [
+    "data.max_train_samples=16",
+    "data.max_eval_samples=8",
+    "data.test_size=8",
+    "data.batch_size=4",
+    "data.eval_batch_size=8",
+    "data.max_length=32",
+    "trainer.max_steps=2",
+    "checkpoint.enabled=false",
+    "logger=none",
+]
 
 
 @pytest.mark.slow

@@ -6,13 +6,23 @@ import math
 
 import pytest
 
-from src.train import train
-from src.train import CONF_DIR
+from src.train import CONF_DIR, train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-REQUIRED = ["val/acc", "test/acc", "train/loss", "val/loss", "mem/peak_mb", "time/train_s",
-            "time/step_ms", "params/trainable", "params/total", "mem/weights_mb",
-            "mem/optimizer_mb", "throughput/tokens_per_s"]
+REQUIRED = [
+    "val/acc",
+    "test/acc",
+    "train/loss",
+    "val/loss",
+    "mem/peak_mb",
+    "time/train_s",
+    "time/step_ms",
+    "params/trainable",
+    "params/total",
+    "mem/weights_mb",
+    "mem/optimizer_mb",
+    "throughput/tokens_per_s",
+]
 
 
 def test_the_issue_experiments_ship():
@@ -25,7 +35,9 @@ def test_the_issue_experiments_ship():
 def test_experiment_trains_a_few_steps(make_cfg, experiment, model):
     # model= on the command line wins over an experiment's model (smollm2_*): the file's other
     # settings are exercised on the tiny stand-in; tests/test_embedded_model.py runs SmolLM2 itself.
-    cfg = make_cfg(f"+experiment={experiment}", "logger=none", "checkpoint.enabled=false", model=model)
+    cfg = make_cfg(
+        f"+experiment={experiment}", "logger=none", "checkpoint.enabled=false", model=model
+    )
     assert cfg.model.name == model
     metrics = train(cfg)
     assert metrics["train/steps"] == 4

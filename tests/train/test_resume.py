@@ -10,7 +10,12 @@ from src.train import train
 
 
 def test_resume_from_last_continues_the_step_count(make_cfg):
-    common = ["adapter=lora", "logger=none", "trainer.max_epochs=10", "checkpoint.every_n_train_steps=1"]
+    common = [
+        "adapter=lora",
+        "logger=none",
+        "trainer.max_epochs=10",
+        "checkpoint.every_n_train_steps=1",
+    ]
     first = train(make_cfg(*common, "trainer.max_steps=3"))
     assert first["train/steps"] == 3
     cfg = make_cfg(*common, "trainer.max_steps=6", "ckpt_path=last")
@@ -31,7 +36,10 @@ def test_full_checkpoint_holds_every_weight(make_cfg):
     cfg = make_cfg("adapter=full", "logger=none")
     metrics = train(cfg)
     state = torch.load(Path(cfg.checkpoint.dir) / "last.ckpt", weights_only=False)["state_dict"]
-    assert sum(v.numel() for k, v in state.items() if k.startswith("model.")) == metrics["params/total"]
+    assert (
+        sum(v.numel() for k, v in state.items() if k.startswith("model."))
+        == metrics["params/total"]
+    )
 
 
 def test_same_seed_gives_the_same_metrics(make_cfg):

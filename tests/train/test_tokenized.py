@@ -10,7 +10,7 @@ from src.train import data
 from src.train.models import load_tokenizer, resolve_source, resolve_tokenizer_path
 from src.train.tokenized import tokenize_cached
 
-ENCODER = '''
+ENCODER = """
 def encode_text(text):
     return {edit}text
 
@@ -21,7 +21,7 @@ def tokenize(splits, tokenizer, max_length):
                          max_length=max_length)
 
     return splits.map(encode, batched=True, remove_columns=["text"])
-'''
+"""
 
 
 def test_editing_the_encode_function_misses_the_cache(make_cfg, tmp_path, monkeypatch):

@@ -6,13 +6,26 @@ from mlflow.tracking import MlflowClient
 
 from src.train import train
 
-CONTRACT_KEYS = {"val/acc", "test/acc", "train/loss", "val/loss", "mem/peak_mb", "time/train_s",
-                 "time/step_ms", "params/trainable", "params/total", "mem/weights_mb",
-                 "mem/optimizer_mb", "throughput/tokens_per_s"}
+CONTRACT_KEYS = {
+    "val/acc",
+    "test/acc",
+    "train/loss",
+    "val/loss",
+    "mem/peak_mb",
+    "time/train_s",
+    "time/step_ms",
+    "params/trainable",
+    "params/total",
+    "mem/weights_mb",
+    "mem/optimizer_mb",
+    "throughput/tokens_per_s",
+}
 
 
 def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
-    cfg = make_cfg("+experiment=qlora_r8", "trainer.log_every_n_steps=1", "checkpoint.enabled=false")
+    cfg = make_cfg(
+        "+experiment=qlora_r8", "trainer.log_every_n_steps=1", "checkpoint.enabled=false"
+    )
     metrics = train(cfg)
     client = MlflowClient(store)
     [experiment] = [e for e in client.search_experiments() if e.name == cfg.logger.experiment]
@@ -22,7 +35,12 @@ def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
     assert run.data.metrics["test/acc"] == metrics["test/acc"]
     assert run.data.params["adapter.peft.r"] == "8" and run.data.params["quant.name"] == "nf4"
     tags = run.data.tags
-    assert (tags["method"], tags["quant"], tags["precision"], tags["device"]) == ("lora", "nf4", "32-true", "cpu")
+    assert (tags["method"], tags["quant"], tags["precision"], tags["device"]) == (
+        "lora",
+        "nf4",
+        "32-true",
+        "cpu",
+    )
     assert tags["version.peft"] and tags["version.torch"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts
@@ -32,7 +50,9 @@ def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
 
 def test_failed_run_is_marked_failed(make_cfg, store):
     cfg = make_cfg("trainer.max_steps=2")
-    cfg.optim.optimizer._target_ = "torch.optim.DoesNotExist"  # fails inside fit, after the run starts
+    cfg.optim.optimizer._target_ = (
+        "torch.optim.DoesNotExist"  # fails inside fit, after the run starts
+    )
     try:
         train(cfg)
     except Exception:  # noqa: BLE001 - the failure itself is the point

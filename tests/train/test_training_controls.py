@@ -12,8 +12,14 @@ from src.train import train
 
 def test_early_stopping_ends_a_stalled_run(make_cfg):
     # A learning rate too small to move val/acc: patience 1 stops after the second check.
-    common = ["adapter=lora", "optim.lr=1e-12", "logger=none", "checkpoint.enabled=false",
-              "trainer.max_steps=40", "trainer.max_epochs=40"]
+    common = [
+        "adapter=lora",
+        "optim.lr=1e-12",
+        "logger=none",
+        "checkpoint.enabled=false",
+        "trainer.max_steps=40",
+        "trainer.max_epochs=40",
+    ]
     stopped = train(make_cfg(*common, "early_stopping.patience=1"))
     unstopped = train(make_cfg(*common, "early_stopping.enabled=false"))
     assert unstopped["train/steps"] == 40
@@ -31,10 +37,23 @@ def test_cli_runs_the_product_command(tmp_path):
     """`python -m src.train +experiment=qlora_r8` as users type it (tiny model, tiny budget)."""
     store = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "src.train", "+experiment=qlora_r8", "model=tiny_bert",
-         "trainer.max_steps=2", "data.max_train_samples=32", "data.max_eval_samples=16",
-         f"paths.root={tmp_path}", f"logger.tracking_uri={store}", "trainer.enable_progress_bar=false"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "+experiment=qlora_r8",
+            "model=tiny_bert",
+            "trainer.max_steps=2",
+            "data.max_train_samples=32",
+            "data.max_eval_samples=16",
+            f"paths.root={tmp_path}",
+            f"logger.tracking_uri={store}",
+            "trainer.enable_progress_bar=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "val acc" in proc.stdout and "peak MB" in proc.stdout
     client = MlflowClient(store)

@@ -21,8 +21,13 @@ from src.train.validate import raise_if
 __all__ = ["display_url", "preflight", "storage_problems"]
 
 
-def preflight(spec: SweepSpec, overrides: list[str], study_name: str, storage_url: str,
-              allow_space_change: bool = False) -> None:
+def preflight(
+    spec: SweepSpec,
+    overrides: list[str],
+    study_name: str,
+    storage_url: str,
+    allow_space_change: bool = False,
+) -> None:
     """Raise one ConfigError naming every problem (storage first); return None when all is well."""
     problems = storage_problems(storage_url)
     if not problems:  # a study can only be read from a usable storage

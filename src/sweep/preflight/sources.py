@@ -38,8 +38,13 @@ def source_problems(spec, choices: list[Choice]) -> list[str]:
         n_layers = model_seen[model_key]
         if n_layers is not None:
             values, _ = param_values(spec.space, choice.name)
-            check_values(spec.space, choice, values,
-                          functools.partial(validate.model_problems, n_layers=n_layers), findings)
+            check_values(
+                spec.space,
+                choice,
+                values,
+                functools.partial(validate.model_problems, n_layers=n_layers),
+                findings,
+            )
     return unique([*problems, *findings.render()])
 
 
@@ -89,8 +94,10 @@ def _missing_values(node: DictConfig, prefix: str) -> list[str]:
             for k, v in value.items():
                 yield from walk(v, f"{key}.{k}")
 
-    return [f"{key}=??? must be given (in the sweep's base or on the command line)"
-            for key in walk(OmegaConf.to_container(node, resolve=False), prefix)]
+    return [
+        f"{key}=??? must be given (in the sweep's base or on the command line)"
+        for key in walk(OmegaConf.to_container(node, resolve=False), prefix)
+    ]
 
 
 def _key(node: DictConfig) -> str:

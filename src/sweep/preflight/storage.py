@@ -7,18 +7,30 @@ from pathlib import Path
 
 from src.sweep.preflight.findings import first_line
 
-ALLOWED_STORAGE = ("sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, "
-                   "postgresql[+driver]://USER:PASSWORD@HOST[:PORT]/DB or "
-                   "mysql[+driver]://USER:PASSWORD@HOST[:PORT]/DB")
+ALLOWED_STORAGE = (
+    "sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, "
+    "postgresql[+driver]://USER:PASSWORD@HOST[:PORT]/DB or "
+    "mysql[+driver]://USER:PASSWORD@HOST[:PORT]/DB"
+)
 CONNECT_TIMEOUT_S = 5
 # SQLAlchemy names a driver by its dialect; pip names the package differently.
-DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary",
-                   "pg8000": "pg8000", "mysqldb": "mysqlclient", "pymysql": "pymysql",
-                   "mysqlconnector": "mysql-connector-python"}
+DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "mysqldb": "mysqlclient",
+    "pymysql": "pymysql",
+    "mysqlconnector": "mysql-connector-python",
+}
 # The drivers disagree on the name of the connect timeout argument; others get none.
-TIMEOUT_ARGS = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "pg8000": "timeout",
-                "mysqldb": "connect_timeout", "pymysql": "connect_timeout",
-                "mysqlconnector": "connection_timeout"}
+TIMEOUT_ARGS = {
+    "psycopg": "connect_timeout",
+    "psycopg2": "connect_timeout",
+    "pg8000": "timeout",
+    "mysqldb": "connect_timeout",
+    "pymysql": "connect_timeout",
+    "mysqlconnector": "connection_timeout",
+}
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -32,8 +44,9 @@ def storage_problems(url: str) -> list[str]:
     except Exception as err:  # noqa: BLE001 - ArgumentError, or ValueError for a bad port
         looks_like_file = "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3"))
         hint = f" (for a file write sqlite:///{url})" if looks_like_file else ""
-        return [(f"{where}not a valid database URL ({first_line(err)}){hint}; "
-                f"use {ALLOWED_STORAGE}")]
+        return [
+            (f"{where}not a valid database URL ({first_line(err)}){hint}; use {ALLOWED_STORAGE}")
+        ]
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return [where + p for p in _sqlite_problems(parsed.database)]
@@ -56,8 +69,12 @@ def display_url(url: str) -> str:
 def _sqlite_problems(database: str | None) -> list[str]:
     # Trials run in their own processes and must all reach the same file.
     if not database or database == ":memory:":
-        return [("an in-memory database is not shared with the trial processes and is lost at "
-                 "the end; give a file, e.g. sqlite:///mlruns/optuna.db")]
+        return [
+            (
+                "an in-memory database is not shared with the trial processes and is lost at "
+                "the end; give a file, e.g. sqlite:///mlruns/optuna.db"
+            )
+        ]
     path = Path(database)
     if path.is_dir():
         return [f"{path} is a folder; give a file in it, e.g. sqlite:///{path / 'optuna.db'}"]
@@ -98,8 +115,9 @@ def _server_problems(parsed) -> list[str]:
         dialect.import_dbapi()
     except ImportError as err:
         package = DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
-        return [(f"database driver '{dialect.driver}' is not installed ({err}): "
-                f"pip install {package}")]
+        return [
+            (f"database driver '{dialect.driver}' is not installed ({err}): pip install {package}")
+        ]
     return _connect_problems(parsed, dialect.driver)
 
 

@@ -10,8 +10,9 @@ from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
 from src.train.config import ABSENT
 
 
-def study_problems(spec: SweepSpec, study_name: str, storage_url: str,
-                   allow_space_change: bool) -> list[str]:
+def study_problems(
+    spec: SweepSpec, study_name: str, storage_url: str, allow_space_change: bool
+) -> list[str]:
     """A stored study of that name must have the same directions, and (unless allowed) been run
     with the same space: mixing trials from two spaces misleads the sampler and the report."""
     stored, problems = _stored_study(study_name, storage_url)
@@ -20,16 +21,24 @@ def study_problems(spec: SweepSpec, study_name: str, storage_url: str,
     directions, attrs = stored
     where = f"study '{study_name}' in {display_url(storage_url)}"
     if directions != spec.directions:  # Optuna cannot change them: a new study is the only way
-        return [(f"{where} has directions {directions}, the sweep file says {spec.directions}; "
-                 "pick another study_name")]
+        return [
+            (
+                f"{where} has directions {directions}, the sweep file says {spec.directions}; "
+                "pick another study_name"
+            )
+        ]
     old = attrs.get(SIGNATURE_ATTR)
     if allow_space_change or not isinstance(old, dict):  # studies from before the attr: accepted
         return []
     changes = _signature_changes(old, space_signature(spec))
     if not changes:
         return []
-    return [(f"{where} was run with a different search space ({'; '.join(changes)}); resume with "
-             "allow_space_change=true to continue this study anyway, or pick a new study_name")]
+    return [
+        (
+            f"{where} was run with a different search space ({'; '.join(changes)}); resume with "
+            "allow_space_change=true to continue this study anyway, or pick a new study_name"
+        )
+    ]
 
 
 def _stored_study(study_name: str, url: str) -> tuple[tuple[list[str], dict] | None, list[str]]:
@@ -48,11 +57,13 @@ def _stored_study(study_name: str, url: str) -> tuple[tuple[list[str], dict] | N
     try:
         if not sqlalchemy.inspect(engine).has_table("studies"):
             return None, []
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                             skip_table_creation=True)
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, skip_table_creation=True
+        )
         try:
-            study = optuna.load_study(study_name=study_name, storage=storage,
-                                      sampler=optuna.samplers.RandomSampler())
+            study = optuna.load_study(
+                study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler()
+            )
             return ([d.name.lower() for d in study.directions], dict(study.user_attrs)), []
         except KeyError:
             return None, []
@@ -80,10 +91,16 @@ def _signature_changes(old: dict, new: dict) -> list[str]:
         changes.append(f"added {added}")
     if removed:
         changes.append(f"removed {removed}")
-    changes += [f"changed {name}: {_mapping_diff(old_space[name], p)}"
-                for name, p in new_space.items() if name in old_space and old_space[name] != p]
-    changes += [f"{key} {old.get(key)} -> {new[key]}" for key in ("base", "objectives")
-                if old.get(key) != new[key]]
+    changes += [
+        f"changed {name}: {_mapping_diff(old_space[name], p)}"
+        for name, p in new_space.items()
+        if name in old_space and old_space[name] != p
+    ]
+    changes += [
+        f"{key} {old.get(key)} -> {new[key]}"
+        for key in ("base", "objectives")
+        if old.get(key) != new[key]
+    ]
     return changes
 
 
@@ -91,5 +108,8 @@ def _mapping_diff(old, new) -> str:
     if not isinstance(old, dict) or not isinstance(new, dict):
         return f"{old} -> {new}"
     keys = [*old, *(k for k in new if k not in old)]
-    return ", ".join(f"{k} {old.get(k, '(none)')} -> {new.get(k, '(none)')}" for k in keys
-                     if old.get(k, ABSENT) != new.get(k, ABSENT))
+    return ", ".join(
+        f"{k} {old.get(k, '(none)')} -> {new.get(k, '(none)')}"
+        for k in keys
+        if old.get(k, ABSENT) != new.get(k, ABSENT)
+    )

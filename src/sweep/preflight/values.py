@@ -30,15 +30,23 @@ def value_problems(spec, choices: list[Choice]) -> list[str]:
     return findings.render()
 
 
-def check_values(space: dict, choice: Choice, values: dict[str, Values],
-                 check: Callable[[DictConfig], list[str]], findings: Findings) -> None:
+def check_values(
+    space: dict,
+    choice: Choice,
+    values: dict[str, Values],
+    check: Callable[[DictConfig], list[str]],
+    findings: Findings,
+) -> None:
     """check() on the choice's config, then on a copy with each param value set as a trial would.
 
     A base value that a param always replaces is never used, so its problems are dropped; a
     value's problems are those about its own key, or new ones (an impossible combination)."""
     base = check(choice.cfg)
-    always = [space[n]["path"] for n in values if space[n].get("path") and
-              set(space[n].get("when") or {}) <= {method_param(space)}]
+    always = [
+        space[n]["path"]
+        for n in values
+        if space[n].get("path") and set(space[n].get("when") or {}) <= {method_param(space)}
+    ]
     used = [p for p in base if not any(p.startswith(f"{a}=") for a in always)]
     findings.add(None, choice.name, used)
     for name, found in values.items():
@@ -52,8 +60,11 @@ def check_values(space: dict, choice: Choice, values: dict[str, Values],
                 findings.add(f"space.{name}", choice.name, err.problems)
                 continue
             if variant is not None:
-                findings.add(f"space.{name}", choice.name, [
-                    q for q in check(variant) if q.startswith(f"{p['path']}=") or q not in base])
+                findings.add(
+                    f"space.{name}",
+                    choice.name,
+                    [q for q in check(variant) if q.startswith(f"{p['path']}=") or q not in base],
+                )
 
 
 def _variant(choice: Choice, path: str, value) -> DictConfig | None:
@@ -77,8 +88,11 @@ def _group_variant(choice: Choice, group: str, value) -> DictConfig | None:
     # The option file can be grafted in place unless it pulls in other files, or overrides refine
     # the group's keys (they would be lost) or select an experiment (it may set any key).
     keys = [o.lstrip("+~").partition("=")[0] for o in choice.overrides]
-    if "defaults" in node or "@package" in option.read_text()[:200] or \
-            any(k.startswith(f"{group}.") or k.split("/")[0] == "experiment" for k in keys):
+    if (
+        "defaults" in node
+        or "@package" in option.read_text()[:200]
+        or any(k.startswith(f"{group}.") or k.split("/")[0] == "experiment" for k in keys)
+    ):
         return trial_config([*choice.overrides, f"{group}={format_value(value)}"])
     variant = copy.deepcopy(choice.cfg)
     OmegaConf.update(variant, group, node, merge=False)

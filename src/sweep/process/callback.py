@@ -60,10 +60,13 @@ def _load_trial(job):
     """The parent's trial, rebuilt here so report/should_prune go through the shared storage."""
     import optuna
 
-    from src.sweep.spec import build_pruner
+    from src.sweep.samplers import build_pruner
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=job.study_name, storage=job.storage,
-                              pruner=build_pruner(job.pruner),
-                              sampler=optuna.samplers.RandomSampler())  # never samples here
+    study = optuna.load_study(
+        study_name=job.study_name,
+        storage=job.storage,
+        pruner=build_pruner(job.pruner),
+        sampler=optuna.samplers.RandomSampler(),
+    )  # never samples here
     return optuna.trial.Trial(study, job.trial_id)

@@ -28,16 +28,39 @@ def child_main(job: TrialJob, conn) -> None:
         from src.train.run import train
 
         cfg = trial_config(job.overrides)
-        metrics = train(cfg, callbacks=[callback], parent_run_id=job.parent_run_id, extra_tags=job.tags)
+        metrics = train(
+            cfg, callbacks=[callback], parent_run_id=job.parent_run_id, extra_tags=job.tags
+        )
         reason = "pruned" if callback.pruned_at_step is not None else "complete"
-        conn.send(("done", {"state": reason.upper(), "reason": reason, "metrics": metrics, "run_id": callback.run_id,
-                            "pruned_at_step": callback.pruned_at_step, "startup_s": callback.startup_s,
-                            "setup_s": callback.setup_s}))
+        conn.send(
+            (
+                "done",
+                {
+                    "state": reason.upper(),
+                    "reason": reason,
+                    "metrics": metrics,
+                    "run_id": callback.run_id,
+                    "pruned_at_step": callback.pruned_at_step,
+                    "startup_s": callback.startup_s,
+                    "setup_s": callback.setup_s,
+                },
+            )
+        )
     except BaseException as err:  # noqa: BLE001 - every failure must reach the parent
         reason = reason_of_exception(err)
-        conn.send(("fail", {"state": STATE[reason], "reason": reason, "run_id": callback.run_id or _last_run_id(),
-                            "fail_reason": _reason(err), "startup_s": callback.startup_s,
-                            "traceback": "".join(traceback.format_exc().splitlines(True)[-25:])}))
+        conn.send(
+            (
+                "fail",
+                {
+                    "state": STATE[reason],
+                    "reason": reason,
+                    "run_id": callback.run_id or _last_run_id(),
+                    "fail_reason": _reason(err),
+                    "startup_s": callback.startup_s,
+                    "traceback": "".join(traceback.format_exc().splitlines(True)[-25:]),
+                },
+            )
+        )
     finally:
         conn.close()
 

@@ -4,6 +4,7 @@ Besides the top-level imports, transformers and peft load model classes lazily o
 touching them here moves that cost out of every trial too.
 """
 
+# ruff: noqa: E402 - the logger level must be set before bitsandbytes is imported
 import logging
 
 # bitsandbytes' CPU backend warns at import that an optional kernels package is missing: noise.
@@ -22,10 +23,21 @@ import src.sweep.process.child
 import src.train.data
 import src.train.run
 
-for _name in ("BertForSequenceClassification", "LlamaForSequenceClassification",
-              "AutoModelForSequenceClassification", "AutoTokenizer", "BitsAndBytesConfig"):
+for _name in (
+    "BertForSequenceClassification",
+    "LlamaForSequenceClassification",
+    "AutoModelForSequenceClassification",
+    "AutoTokenizer",
+    "BitsAndBytesConfig",
+):
     getattr(transformers, _name)
-for _name in ("LoraConfig", "PrefixTuningConfig", "PromptTuningConfig", "IA3Config", "get_peft_model"):
+for _name in (
+    "LoraConfig",
+    "PrefixTuningConfig",
+    "PromptTuningConfig",
+    "IA3Config",
+    "get_peft_model",
+):
     getattr(peft, _name)
 # The default data, read and labelled once here: trials of the default sweep start with it.
 src.train.data.labelled_source(src.sweep.configs.trial_config([]).data)

@@ -33,7 +33,9 @@ def trial_context():
     return _CONTEXT
 
 
-def run_trial(job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s: float = 10.0) -> TrialOutcome:
+def run_trial(
+    job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s: float = 10.0
+) -> TrialOutcome:
     """Run one trial in its own process and map how it ended to an outcome; call heartbeat()
     every few seconds while waiting (Optuna marks trials without heartbeats stale) and
     on_run(run_id) as soon as the trial's MLflow run exists."""
@@ -41,7 +43,9 @@ def run_trial(job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s
     receiver, sender = ctx.Pipe(duplex=False)
     job.launched_at, job.driver_pid = time.time(), os.getpid()
     oom_kills_before = oom_kill_count()
-    proc = ctx.Process(target=child_main, args=(job, sender), name=f"trial-{job.number}", daemon=False)
+    proc = ctx.Process(
+        target=child_main, args=(job, sender), name=f"trial-{job.number}", daemon=False
+    )
     proc.start()
     if on_start is not None:
         on_start(proc.pid)
@@ -72,9 +76,13 @@ def run_trial(job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s
     wall = time.time() - job.launched_at
     if result is None:
         reason, message = reason_of_exit(proc.exitcode, _oom_kills_since(oom_kills_before))
-        return TrialOutcome(STATE[reason], reason=reason, run_id=run_id, wall_s=wall, fail_reason=message)
+        return TrialOutcome(
+            STATE[reason], reason=reason, run_id=run_id, wall_s=wall, fail_reason=message
+        )
     kind, payload = result
-    return TrialOutcome(payload.pop("state"), run_id=payload.pop("run_id") or run_id, wall_s=wall, **payload)
+    return TrialOutcome(
+        payload.pop("state"), run_id=payload.pop("run_id") or run_id, wall_s=wall, **payload
+    )
 
 
 def stop_process(proc, grace_s: float = 10.0) -> None:

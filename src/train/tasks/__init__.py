@@ -34,27 +34,45 @@ def _classification_collator(cfg, tokenizer):
 
 
 def _classification_module(cfg, model, tokenizer, labels):
-    return ClassificationModule(model, cfg.optim, len(labels), save_full_weights=cfg.adapter.name == "full")
+    return ClassificationModule(
+        model, cfg.optim, len(labels), save_full_weights=cfg.adapter.name == "full"
+    )
 
 
 def _generation_splits(cfg: DictConfig, seed: int) -> tuple[DatasetDict, list[str]]:
     """Labelled data becomes instructions answered by the label word; pair data (prompt ->
     response, e.g. chatterbot) is split at random and scored by perplexity only."""
     if cfg.data.get("format") == "pairs":
-        splits = sft.split_pairs(instantiate(cfg.data.source), cfg.data.val_size, cfg.data.test_size, seed)
+        splits = sft.split_pairs(
+            instantiate(cfg.data.source), cfg.data.val_size, cfg.data.test_size, seed
+        )
         return data.cap_splits(splits, cfg.data, seed), []
     splits, labels = data.load_splits(cfg.data, seed)
     return sft.instructions_from_labels(splits, cfg.task.instruction, labels), labels
 
 
 def _generation_module(cfg, model, tokenizer, labels):
-    return GenerationModule(model, cfg.optim, tokenizer, labels, cfg.task.max_new_tokens,
-                            save_full_weights=cfg.adapter.name == "full")
+    return GenerationModule(
+        model,
+        cfg.optim,
+        tokenizer,
+        labels,
+        cfg.task.max_new_tokens,
+        save_full_weights=cfg.adapter.name == "full",
+    )
 
 
 TASKS = {
-    "classification": Task(lambda cfg, seed: data.load_splits(cfg.data, seed), tokenize_classification,
-                           _classification_collator, _classification_module),
-    "generation": Task(_generation_splits, sft.tokenize_sft,
-                       lambda cfg, tok: sft.SFTCollator(tok.pad_token_id), _generation_module),
+    "classification": Task(
+        lambda cfg, seed: data.load_splits(cfg.data, seed),
+        tokenize_classification,
+        _classification_collator,
+        _classification_module,
+    ),
+    "generation": Task(
+        _generation_splits,
+        sft.tokenize_sft,
+        lambda cfg, tok: sft.SFTCollator(tok.pad_token_id),
+        _generation_module,
+    ),
 }

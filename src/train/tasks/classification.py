@@ -15,7 +15,9 @@ def tokenize_classification(splits: DatasetDict, tokenizer, max_length: int) -> 
     def encode(batch):
         return tokenizer(batch["text"], truncation=True, max_length=max_length)
 
-    return splits.map(encode, batched=True, remove_columns=["text"]).rename_column("label", "labels")
+    return splits.map(encode, batched=True, remove_columns=["text"]).rename_column(
+        "label", "labels"
+    )
 
 
 def classification_collator(tokenizer, pad_to: int | None = None) -> DataCollatorWithPadding:
@@ -25,8 +27,13 @@ def classification_collator(tokenizer, pad_to: int | None = None) -> DataCollato
 
 
 class ClassificationModule(FineTuneModule):
-    def __init__(self, model: torch.nn.Module, optim_cfg: DictConfig, num_labels: int,
-                 save_full_weights: bool):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optim_cfg: DictConfig,
+        num_labels: int,
+        save_full_weights: bool,
+    ):
         super().__init__(model, optim_cfg, save_full_weights)
         self.val_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")

@@ -25,15 +25,25 @@ def predicted_label(generated: str, labels: list[str]) -> int:
 
 
 class GenerationModule(FineTuneModule):
-    def __init__(self, model: torch.nn.Module, optim_cfg: DictConfig, tokenizer, labels: list[str],
-                 max_new_tokens: int, save_full_weights: bool):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optim_cfg: DictConfig,
+        tokenizer,
+        labels: list[str],
+        max_new_tokens: int,
+        save_full_weights: bool,
+    ):
         super().__init__(model, optim_cfg, save_full_weights)
         self.tokenizer, self.labels, self.max_new_tokens = tokenizer, labels, max_new_tokens
         self._sums: dict[str, float] = {}
 
     def forward(self, batch):
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          labels=batch["labels"])
+        return self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
 
     def training_step(self, batch, batch_idx):
         loss = self(batch).loss
@@ -43,10 +53,14 @@ class GenerationModule(FineTuneModule):
     @torch.no_grad()
     def generate_text(self, batch) -> list[str]:
         prompt = batch["prompt_input_ids"]
-        out = self.model.generate(input_ids=prompt, attention_mask=batch["prompt_attention_mask"],
-                                  max_new_tokens=self.max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return self.tokenizer.batch_decode(out[:, prompt.shape[1]:], skip_special_tokens=True)
+        out = self.model.generate(
+            input_ids=prompt,
+            attention_mask=batch["prompt_attention_mask"],
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return self.tokenizer.batch_decode(out[:, prompt.shape[1] :], skip_special_tokens=True)
 
     def _eval_step(self, batch):
         tokens = int((batch["labels"][:, 1:] != IGNORE).sum())  # positions the shifted loss scores
@@ -54,7 +68,10 @@ class GenerationModule(FineTuneModule):
         self._add("tokens", tokens)
         if self.labels and bool((batch["class_ids"] >= 0).all()):
             guesses = [predicted_label(t, self.labels) for t in self.generate_text(batch)]
-            self._add("correct", sum(int(g == y) for g, y in zip(guesses, batch["class_ids"].tolist())))
+            self._add(
+                "correct",
+                sum(int(g == y) for g, y in zip(guesses, batch["class_ids"].tolist(), strict=True)),
+            )
             self._add("rows", len(guesses))
 
     def _add(self, key: str, value: float) -> None:

@@ -4,6 +4,7 @@ response only, plus left-padded prompts for measuring accuracy by generation."""
 from __future__ import annotations
 
 import random
+
 import torch
 from datasets import Dataset, DatasetDict
 
@@ -13,24 +14,46 @@ IGNORE = -100  # label value the loss skips (prompt and padding tokens)
 
 
 # --- pairs -> splits ------------------------------------------------------------------------
-def split_pairs(pairs: list[tuple[str, str]], val_size: int, test_size: int, seed: int) -> DatasetDict:
+def split_pairs(
+    pairs: list[tuple[str, str]], val_size: int, test_size: int, seed: int
+) -> DatasetDict:
     """Seeded random splits of (prompt, response) pairs."""
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
-    cuts = {"test": order[:test_size], "validation": order[test_size:test_size + val_size],
-            "train": order[test_size + val_size:]}
-    return DatasetDict({name: Dataset.from_dict({
-        "prompt": [pairs[i][0] for i in idx], "response": [pairs[i][1] for i in idx],
-        "label": [-1] * len(idx)}) for name, idx in cuts.items()})
+    cuts = {
+        "test": order[:test_size],
+        "validation": order[test_size : test_size + val_size],
+        "train": order[test_size + val_size :],
+    }
+    return DatasetDict(
+        {
+            name: Dataset.from_dict(
+                {
+                    "prompt": [pairs[i][0] for i in idx],
+                    "response": [pairs[i][1] for i in idx],
+                    "label": [-1] * len(idx),
+                }
+            )
+            for name, idx in cuts.items()
+        }
+    )
 
 
-def instructions_from_labels(splits: DatasetDict, instruction: str, labels: list[str]) -> DatasetDict:
+def instructions_from_labels(
+    splits: DatasetDict, instruction: str, labels: list[str]
+) -> DatasetDict:
     """Classification rows -> instructions whose answer is the label word."""
+
     def convert(batch):
-        return {"prompt": [instruction.format(text=t) for t in batch["text"]],
-                "response": [labels[y] for y in batch["label"]], "label": batch["label"]}
-    return DatasetDict({k: v.map(convert, batched=True, remove_columns=v.column_names)
-                        for k, v in splits.items()})
+        return {
+            "prompt": [instruction.format(text=t) for t in batch["text"]],
+            "response": [labels[y] for y in batch["label"]],
+            "label": batch["label"],
+        }
+
+    return DatasetDict(
+        {k: v.map(convert, batched=True, remove_columns=v.column_names) for k, v in splits.items()}
+    )
 
 
 # --- tokenization ----------------------------------------------------------------------------
@@ -40,8 +63,11 @@ def render(tokenizer, prompt: str, response: str | None) -> list[int]:
     if tokenizer.chat_template:
         messages = [{"role": "user", "content": prompt}]
         if response is None:
-            return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                      return_dict=False))
+            return list(
+                tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=False
+                )
+            )
         messages.append({"role": "assistant", "content": response})
         return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
     text = f"### Instruction:\n{prompt}\n### Response:\n"
@@ -56,7 +82,7 @@ def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> di
     full_ids = render(tokenizer, prompt, response)
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError("chat template renders the prompt differently with and without a reply")
-    response_ids = full_ids[len(prompt_ids):]
+    response_ids = full_ids[len(prompt_ids) :]
     # Truncate the prompt, never the answer: the loss and the accuracy both live there.
     keep = max(1, max_length - len(response_ids))
     prompt_ids = prompt_ids[-keep:]
@@ -68,7 +94,10 @@ def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> di
 def tokenize_sft(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
     def encode(row):
         return encode_example(tokenizer, row["prompt"], row["response"], max_length)
-    return DatasetDict({k: splits[k].map(encode, remove_columns=["prompt", "response"]) for k in SPLITS})
+
+    return DatasetDict(
+        {k: splits[k].map(encode, remove_columns=["prompt", "response"]) for k in SPLITS}
+    )
 
 
 class SFTCollator:
@@ -81,8 +110,12 @@ class SFTCollator:
         return {
             **self._pad([r["input_ids"] for r in rows], self.pad, "input_ids", left=False),
             "labels": self._pad([r["labels"] for r in rows], IGNORE, "x", left=False)["x"],
-            **{f"prompt_{k}": v for k, v in
-               self._pad([r["prompt_ids"] for r in rows], self.pad, "input_ids", left=True).items()},
+            **{
+                f"prompt_{k}": v
+                for k, v in self._pad(
+                    [r["prompt_ids"] for r in rows], self.pad, "input_ids", left=True
+                ).items()
+            },
             "class_ids": torch.tensor([r["label"] for r in rows]),
         }
 
