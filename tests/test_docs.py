@@ -9,7 +9,8 @@ would type them, with tiny models and a few steps appended:
   - other make targets (install, test, lint, ui, bench) are dry-run (`make -n`): the target must
     exist; running them here would recurse into the suite or start a server;
   - a ```bash block followed directly by a ```text block must print exactly that text.
-Inline commands with placeholders (NAME, S, URL, `...`, `[...]`) are templates, not commands.
+Inline commands with placeholders (NAME, S, URL, `...`, `[...]`) are templates, not commands, and
+an entry named without arguments (`ftsweep-train`) is a name.
 """
 
 from __future__ import annotations
@@ -29,14 +30,31 @@ from src.train.validate import command_line_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-TRAIN_TINY = ["data.max_train_samples=32", "data.max_eval_samples=16", "data.test_size=16",
-              "trainer.max_steps=2", "trainer.enable_progress_bar=false", "checkpoint.enabled=false"]
-SWEEP_TINY = ["model=tiny_bert", "data.max_train_samples=64", "data.max_eval_samples=32",
-              "data.test_size=64", "trainer.max_steps=2", "trainer.val_check_interval=1",
-              "n_trials=1", "quiet=true"]
+TRAIN_TINY = [
+    "data.max_train_samples=32",
+    "data.max_eval_samples=16",
+    "data.test_size=16",
+    "trainer.max_steps=2",
+    "trainer.enable_progress_bar=false",
+    "checkpoint.enabled=false",
+]
+SWEEP_TINY = [
+    "model=tiny_bert",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "data.test_size=64",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=1",
+    "n_trials=1",
+    "quiet=true",
+]
 NEEDS_HUB_OR_GPU = ("model=hf", "data=hf", "trainer=gpu")
 PLACEHOLDER = re.compile(r"\.\.\.|\[|\b[A-Z]+\b(?!=)")
-ENTRIES = {"ftsweep-train": "src.train", "ftsweep-sweep": "src.sweep", "ftsweep-report": "src.report"}
+ENTRIES = {
+    "ftsweep-train": "src.train",
+    "ftsweep-sweep": "src.sweep",
+    "ftsweep-report": "src.report",
+}
 MAKE_ENTRIES = {"train": "src.train", "sweep": "src.sweep", "report": "src.report"}
 
 
@@ -51,7 +69,8 @@ def documented_commands(doc: Path) -> list[tuple[str, str | None]]:
         for i, command in enumerate(commands):
             expected = block[3] if block[3] is not None and i == len(commands) - 1 else None
             found.append((block.start(), command, expected))
-    inline = r"`((?:\.venv/bin/)?(?:python -m src\.|make |ftsweep-)[^`]*)`"
+    # Inline: make targets, and entries with arguments (a bare `ftsweep-train` is a name).
+    inline = r"`((?:\.venv/bin/)?(?:python -m src\.\w+ |make |ftsweep-\w+ )[^`]*)`"
     for match in re.finditer(inline, text):
         if not PLACEHOLDER.search(match[1]) and not _inside_block(text, match.start()):
             found.append((match.start(), match[1], None))
@@ -104,15 +123,17 @@ def _tiny(module: str, command: str) -> list[str]:
     if module == "src.train":
         decoder = "smollm2" in command or "task=generation" in command
         return [*TRAIN_TINY, f"model={'tiny_llama' if decoder else 'tiny_bert'}"]
-    if module == "src.sweep":
+    if module == "src.sweep" and "src.sweep report" not in command:
         return SWEEP_TINY
     return []
 
 
 def user_files(folder: Path) -> None:
     """The files the documented commands name (train.csv, a/b/c.parquet, a sweep file)."""
-    rows = [(f"a good film, number {i}" if i % 2 else f"a dull film, number {i}", i % 2)
-            for i in range(60)]
+    rows = [
+        (f"a good film, number {i}" if i % 2 else f"a dull film, number {i}", i % 2)
+        for i in range(60)
+    ]
     pd.DataFrame(rows, columns=["review", "sentiment"]).to_csv(folder / "train.csv", index=False)
     frame = pd.DataFrame(rows, columns=["text", "label"])
     for name, part in zip("abc", (frame[:40], frame[40:50], frame[50:]), strict=True):
@@ -132,8 +153,9 @@ def test_every_documented_command_runs(doc, tmp_path):
         if mode == "compose":
             assert command_line_problems(argv) == [], command
             continue
-        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         output = f"$ {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         if expected is not None:  # a documented error: exactly that text, exit code 2
             assert proc.returncode == 2, output
@@ -144,14 +166,25 @@ def test_every_documented_command_runs(doc, tmp_path):
 
 def test_the_parser_finds_blocks_inline_commands_and_expectations(tmp_path):
     doc = tmp_path / "doc.md"
-    doc.write_text("Run `make sweep` or `python -m src.report study_name=S`.\n```bash\n"
-                   "python -m src.train a=1 \\\n  b=2   # note\n# comment\n```\n\n```text\n"
-                   "error: x\n```\n")
-    assert documented_commands(doc) == [("make sweep", None),
-                                        ("python -m src.train a=1 b=2", "error: x\n")]
-    assert as_argv("make sweep SWEEP=x ARGS='n_trials=3'")[1][2:5] == ["src.sweep", "sweep=x",
-                                                                        "n_trials=3"]
+    doc.write_text(
+        "Run `make sweep` or `python -m src.report study_name=S`.\n```bash\n"
+        "python -m src.train a=1 \\\n  b=2   # note\n# comment\n```\n\n```text\n"
+        "error: x\n```\n"
+    )
+    assert documented_commands(doc) == [
+        ("make sweep", None),
+        ("python -m src.train a=1 b=2", "error: x\n"),
+    ]
+    assert as_argv("make sweep SWEEP=x ARGS='n_trials=3'")[1][2:5] == [
+        "src.sweep",
+        "sweep=x",
+        "n_trials=3",
+    ]
     assert as_argv("make ui")[0] == "dry-run"
     assert as_argv('eval "$(.venv/bin/ftsweep-train -sc install=bash)"')[1][1:] == [
-        "-m", "src.train", "-sc", "install=bash"]
+        "-m",
+        "src.train",
+        "-sc",
+        "install=bash",
+    ]
     assert as_argv("python -m src.train model=hf model.name_or_path=x")[0] == "compose"

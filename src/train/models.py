@@ -7,6 +7,7 @@ model saved once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,12 +47,26 @@ def random_init(config: dict, cache_dir: str) -> str:
     model = AutoModel.from_config(hf_config)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-    model.save_pretrained(tmp)
+    with _no_progress_bars():  # a bar on stderr would precede an `error:` block
+        model.save_pretrained(tmp)
     try:
         os.rename(tmp, folder)
     except OSError:  # another process won the race; its copy is identical
         pass
     return str(folder)
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def resolve_source(model_cfg: DictConfig) -> str:
