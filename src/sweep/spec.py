@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from src.errors import ConfigError
 from src.sweep.samplers import PRUNERS, SAMPLERS
 from src.sweep.space_check import check_space
+from src.train.metrics import CONTRACT_METRICS
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent.parent / "sweeps"
 SIGNATURE_ATTR = "space_signature"  # study user attr: the space the study's trials came from
@@ -31,24 +32,8 @@ TOP_KEYS = {
     "max_failures",
     "oom",
 }
-# Keys train() returns; an objective must be one of them.
-METRIC_KEYS = {
-    "val/acc",
-    "test/acc",
-    "train/loss",
-    "val/loss",
-    "test/loss",
-    "mem/peak_mb",
-    "mem/weights_mb",
-    "mem/optimizer_mb",
-    "time/train_s",
-    "time/step_ms",
-    "throughput/tokens_per_s",
-    "params/trainable",
-    "params/total",
-    "params/trainable_pct",
-    "train/steps",
-}
+# An objective must be a metric train() returns.
+METRIC_KEYS = set(CONTRACT_METRICS)
 
 
 @dataclass

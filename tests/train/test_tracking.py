@@ -5,21 +5,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from src.train import train
-
-CONTRACT_KEYS = {
-    "val/acc",
-    "test/acc",
-    "train/loss",
-    "val/loss",
-    "mem/peak_mb",
-    "time/train_s",
-    "time/step_ms",
-    "params/trainable",
-    "params/total",
-    "mem/weights_mb",
-    "mem/optimizer_mb",
-    "throughput/tokens_per_s",
-}
+from src.train.metrics import CONTRACT_METRICS
 
 
 def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
@@ -31,7 +17,7 @@ def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
     [experiment] = [e for e in client.search_experiments() if e.name == cfg.logger.experiment]
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
-    assert CONTRACT_KEYS <= set(run.data.metrics)
+    assert set(CONTRACT_METRICS) <= set(run.data.metrics)
     assert run.data.metrics["test/acc"] == metrics["test/acc"]
     assert run.data.params["adapter.peft.r"] == "8" and run.data.params["quant.name"] == "nf4"
     tags = run.data.tags
