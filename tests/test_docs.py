@@ -46,7 +46,6 @@ SWEEP_TINY = [
     "trainer.max_steps=2",
     "trainer.val_check_interval=1",
     "n_trials=1",
-    "quiet=true",
 ]
 NEEDS_HUB_OR_GPU = ("model=hf", "data=hf", "trainer=gpu")
 PLACEHOLDER = re.compile(r"\.\.\.|\[|\b[A-Z]+\b(?!=)")

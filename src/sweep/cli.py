@@ -40,7 +40,11 @@ SETTINGS = [
     Setting("storage", str, "Optuna storage URL", DEFAULT_STORAGE),
     Setting("timeout", float, "no trial starts after this many seconds (default: the file's)"),
     Setting(
-        "quiet", bool, "true: each trial's output goes to its log file, not the console", False
+        "verbose",
+        bool,
+        "true: each trial's output (Lightning's bar, warnings) shows live; by default it goes to "
+        "the trial's log file (mlruns/sweeps/<study>/trial-NNNN.log, also on its MLflow run)",
+        False,
     ),
     Setting("report", bool, "false: skip the report at the end", True),
     Setting("workers", int, "driver processes on this study", 1, minimum=1),
@@ -60,6 +64,17 @@ SETTINGS = [
         int,
         "seconds between heartbeats; a trial is stale after 3 missed (default 20)",
         minimum=1,
+    ),
+    Setting(
+        "confirm.top",
+        int,
+        "after the search, train the N best configurations again with more seeds (cost: "
+        "top x seeds more trial runs)",
+        0,
+        minimum=0,
+    ),
+    Setting(
+        "confirm.seeds", int, "how many more seeds each confirmed configuration gets", 2, minimum=1
     ),
     Setting(
         "allow_space_change", bool, "true: resume a study although its search space changed", False
@@ -182,10 +197,11 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
                 storage,
                 n_trials=settings.get("n_trials"),
                 timeout=settings.get("timeout"),
-                quiet=settings.get("quiet", False),
+                quiet=not settings.get("verbose", False),
                 overrides=overrides,
                 workers=settings.get("workers", 1),
                 heartbeat_s=settings.get("heartbeat_s"),
+                confirm=(settings.get("confirm.top", 0), settings.get("confirm.seeds", 2)),
             )
     except SweepAborted as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

@@ -30,20 +30,23 @@ class Plan:
     heartbeat_s: int | None
 
 
-def drive(ctx: SweepContext, plan: Plan) -> None:
-    """This process's ask -> run -> tell loop (one per worker)."""
-    progress, failures = Progress(ctx.spec, ctx.study.study_name, plan.n_trials), 0
-    while True:
-        interrupts.check()
-        trial = next_trial(ctx, plan)
-        if trial is None:
-            return
-        frozen = one_trial(ctx, trial, max_time=trial_budget(plan.deadline, plan.trial_cap))
-        progress.line(ctx.study, frozen)
-        if frozen.user_attrs.get("reason") in BUGS:
-            failures += 1
-            if failures > ctx.spec.max_failures:
-                raise SweepAborted(abort_message(ctx, frozen, failures))
+def drive(ctx: SweepContext, plan: Plan, bar: bool = True) -> None:
+    """This process's ask -> run -> tell loop (one per worker; workers show no bar)."""
+    progress, failures = Progress(ctx.spec, ctx.study, plan.n_trials, bar=bar), 0
+    try:
+        while True:
+            interrupts.check()
+            trial = next_trial(ctx, plan)
+            if trial is None:
+                return
+            frozen = one_trial(ctx, trial, max_time=trial_budget(plan.deadline, plan.trial_cap))
+            progress.line(ctx.study, frozen)
+            if frozen.user_attrs.get("reason") in BUGS:
+                failures += 1
+                if failures > ctx.spec.max_failures:
+                    raise SweepAborted(abort_message(ctx, frozen, failures))
+    finally:
+        progress.close()
 
 
 def next_trial(ctx: SweepContext, plan: Plan):

@@ -10,6 +10,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from src.sweep.configs import trial_config
+from src.sweep.confirm import confirm_best
 from src.sweep.driver import Plan, drive, max_time_seconds
 from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
 from src.sweep.storage import open_study
@@ -25,12 +26,14 @@ def run_sweep(
     storage: str,
     n_trials: int | None = None,
     timeout: float | None = None,
-    quiet: bool = False,
+    quiet: bool = True,
     overrides: list[str] = (),
     workers: int = 1,
     heartbeat_s: int | None = None,
+    confirm: tuple[int, int] = (0, 0),
 ) -> optuna.Study:
-    """Run trials until the study holds n_trials finished ones (or the timeout passes)."""
+    """Run trials until the study holds n_trials finished ones (or the timeout passes); then
+    re-train the confirm[0] best configurations with confirm[1] more seeds each."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
@@ -73,6 +76,8 @@ def run_sweep(
             run_workers(workers, ctx, plan)
         else:
             drive(ctx, plan)
+        if confirm[0] and confirm[1]:
+            confirm_best(ctx, *confirm)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -64,8 +64,54 @@ def _ask_tell_grid():
 
 
 def build_pruner(pruner_conf: dict):
-    """Built from the plain dict so the trial process can rebuild the same pruner."""
-    return _class(pruner_conf["name"], PRUNERS)(**dict(pruner_conf.get("kwargs") or {}))
+    """Built from the plain dict so the trial process can rebuild the same pruner; with
+    `group_by: PARAM` it judges each trial only against trials with the same value of PARAM."""
+    pruner = _class(pruner_conf["name"], PRUNERS)(**dict(pruner_conf.get("kwargs") or {}))
+    key = pruner_conf.get("group_by")
+    return GroupedPruner(pruner, key) if key else pruner
+
+
+class GroupedPruner:
+    """Any pruner, applied within groups: a LoRA trial is compared with LoRA trials, so a method
+    that learns slower (prompt tuning) or starts lower is not pruned against full fine-tuning's
+    curve, and each method's first trials complete (the wrapped pruner's n_startup_trials count
+    per group). Trials are grouped by the value of one param, e.g. `method`."""
+
+    def __init__(self, pruner, key: str):
+        self.pruner, self.key = pruner, key
+
+    def prune(self, study, trial) -> bool:
+        return self.pruner.prune(_GroupView(study, self.key, trial.params.get(self.key)), trial)
+
+
+class _GroupView:
+    """The study as the wrapped pruner should see it: only the trials of one group. Optuna's
+    pruners read trials through get_trials (percentile, median, successive halving) or
+    best_trial (wilcoxon); everything else is the study's own."""
+
+    def __init__(self, study, key: str, value):
+        self._study, self._key, self._value = study, key, value
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        trials = self._study.get_trials(deepcopy=deepcopy, states=states)
+        return [t for t in trials if t.params.get(self._key) == self._value]
+
+    @property
+    def trials(self):
+        return self.get_trials()
+
+    @property
+    def best_trial(self):
+        import optuna
+
+        complete = self.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not complete:
+            raise ValueError(f"no complete trial with {self._key}={self._value} yet")
+        pick = max if self._study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        return pick(complete, key=lambda t: t.value)
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
 
 
 def grid_space(space: dict) -> dict[str, list]:

@@ -113,6 +113,7 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
     problems += _objective_problems(spec.objectives)
     problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
     problems += _factory_problems("pruner", spec.pruner, PRUNERS)
+    problems += _group_by_problems(spec.pruner.get("group_by"), spec.space)
     if spec.sampler.get("name") == "grid" and "search_space" not in (
         spec.sampler.get("kwargs") or {}
     ):
@@ -184,9 +185,10 @@ def _objective_problems(objectives: list) -> list[str]:
 
 def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
     name = conf.get("name")
-    extra = set(conf) - {"name", "seed", "kwargs"}
+    allowed = ["name", "seed", "kwargs"] + (["group_by"] if kind == "pruner" else [])
+    extra = set(conf) - set(allowed)
     problems = (
-        [f"{kind}: unknown key(s) {sorted(extra)}; allowed: name, seed, kwargs"] if extra else []
+        [f"{kind}: unknown key(s) {sorted(extra)}; allowed: {', '.join(allowed)}"] if extra else []
     )
     if name not in registry and not (isinstance(name, str) and ":" in name):
         problems.append(
@@ -198,6 +200,16 @@ def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
     if not isinstance(conf.get("kwargs", {}), dict):
         problems.append(f"{kind}.kwargs: must be a mapping of constructor arguments")
     return problems
+
+
+def _group_by_problems(key, space: dict) -> list[str]:
+    """pruner.group_by names a categorical param (usually `method`)."""
+    if key is None:
+        return []
+    categorical = [n for n, p in space.items() if isinstance(p, dict) and "choices" in p]
+    if key not in categorical:
+        return [f"pruner.group_by={key!r}: must name a categorical param of space {categorical}"]
+    return []
 
 
 def _grid_problems(space: dict) -> list[str]:

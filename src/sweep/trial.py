@@ -55,6 +55,7 @@ def one_trial(
         "method": method,
         "fixed": suggestion.fixed,
         "overrides": suggestion.overrides,
+        "log_path": _log_path(ctx, trial),
     }.items():
         trial.set_user_attr(key, value)
     overrides = [*ctx.overrides, *suggestion.overrides]

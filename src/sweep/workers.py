@@ -95,7 +95,7 @@ def _work(
         log_dir=Path(log_dir),
     )
     try:
-        drive(ctx, plan)
+        drive(ctx, plan, bar=False)
     except SweepAborted as err:
         print(f"[sweep {study_name}] worker {index}: {err}", file=sys.stderr, flush=True)
         sys.exit(ABORTED)

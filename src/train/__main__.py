@@ -36,6 +36,9 @@ def precheck_problems(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
+    from src.train.quiet import quiet_libraries
+
+    quiet_libraries()  # before torch/transformers/lightning are imported
     import torch
 
     from src.train.run import train

@@ -138,6 +138,9 @@ def train(
             "time/train_s": time.perf_counter() - start,
             "mem/peak_mb": memory.peak_mb(),
             **measurements(model, trainer, timer),
+            # How many rows val/acc and test/acc were measured on: their uncertainty.
+            "data/val_rows": float(len(inputs.tokenized["validation"])),
+            "data/test_rows": float(len(inputs.tokenized["test"])),
         }
         metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc", "val/perplexity")))
         metrics.update(_logged_test(trainer, module, datamodule))

@@ -34,17 +34,25 @@ def tracking_uri(configured: str | None = None) -> str:
     return uri
 
 
+# MLflow 3's UI opens an experiment on what its kind says: GenAI traces by default, the runs
+# table for model development.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
     """Create the store and experiment once (parallel first use of SQLite races in migration)."""
     client = MlflowClient(uri)
     existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created meanwhile by another process
-        return client.get_experiment_by_name(name).experiment_id
+    if existing is None:
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        try:
+            client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+        except mlflow.exceptions.MlflowException:  # created meanwhile by another process
+            pass
+        existing = client.get_experiment_by_name(name)
+    if EXPERIMENT_KIND[0] not in existing.tags:  # made before the kind was set
+        client.set_experiment_tag(existing.experiment_id, *EXPERIMENT_KIND)
+    return existing.experiment_id
 
 
 def package_versions() -> dict[str, str]:

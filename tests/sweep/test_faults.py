@@ -130,7 +130,6 @@ def test_a_bug_stops_the_sweep_with_its_traceback_unless_max_failures_allows(
                 f"sweep={path}",
                 f"storage={storage}",
                 "max_failures=1",
-                "quiet=true",
                 "report=false",
                 *overrides,
                 "+fault=error_at_step_1",

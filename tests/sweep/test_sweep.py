@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -80,18 +81,26 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
     from src.sweep.report import write_report
 
     out = write_report(study)
-    logged = {a.path for a in client.list_artifacts(last.info.run_id, "report")}
-    assert {
-        "report/pareto.png",
-        "report/pareto.html",
-        "report/trials.csv",
-        "report/optuna_plots.html",
-    } <= logged
     assert out == tmp_path / "reports" / "tiny"
-    assert all((out / f).stat().st_size > 0 for f in ("pareto.png", "pareto.html", "pareto.csv"))
+    files = ("report.html", "report.md", "trials.csv", "pareto.csv", "pareto.png")
+    logged = {a.path for a in client.list_artifacts(last.info.run_id, "report")}
+    assert {f"report/{f}" for f in files} <= logged
+    assert all((out / f).stat().st_size > 0 for f in files)
+    # Every trial is in the report, pruned ones with what they measured up to the prune.
     table = trial_table(study)
-    assert sorted(table["trial"]) == [t.number for t in trials if t.state.name == "COMPLETE"]
-    assert table["pareto"].any()
+    assert sorted(table["trial"]) == [0, 1, 2, 3]
+    pruned = table[table["state"] == "PRUNED"]
+    assert set(pruned["method"]) == {"long"} and (pruned["train/steps"] == 4).all()
+    assert pruned["val/acc"].notna().all() and pruned["mem/peak_mb"].notna().all()
+    assert not pruned["pareto"].any() and table["pareto"].any()  # the front ranks complete ones
+    assert (table["val/acc_lo"] <= table["val/acc"]).all()
+    assert (table["val/acc"] <= table["val/acc_hi"]).all()
+    assert sorted(pd.read_csv(out / "trials.csv")["trial"]) == [0, 1, 2, 3]
+    page = (out / "report.html").read_text()
+    assert page.count("plotly.js v") == 1 and "PRUNED" in page  # plotly inlined once
+    counts = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED")}
+    summary = f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned"
+    assert summary in (out / "report.md").read_text()
 
 
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(sweep_env, store):
@@ -192,9 +201,15 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
 
 def test_cli_args_split_into_settings_and_trial_overrides():
     settings, overrides = parse_args(
-        ["sweep=lora_rank_lr", "n_trials=3", "quiet=true", "model=tiny_bert", "trainer.max_steps=5"]
+        [
+            "sweep=lora_rank_lr",
+            "n_trials=3",
+            "verbose=true",
+            "model=tiny_bert",
+            "trainer.max_steps=5",
+        ]
     )
-    assert settings == {"sweep": "lora_rank_lr", "n_trials": 3, "quiet": True}
+    assert settings == {"sweep": "lora_rank_lr", "n_trials": 3, "verbose": True}
     settings, _ = parse_args(["workers=4", "oom.retry=true", "max_failures=2"])
     assert (settings["workers"], settings["oom.retry"], settings["max_failures"]) == (4, True, 2)
     assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
@@ -254,7 +269,6 @@ def test_resuming_with_a_changed_space_needs_consent(sweep_env, tmp_path, capsys
         f"sweep={path}",
         "study_name=space",
         f"storage={storage}",
-        "quiet=true",
         "report=false",
         *overrides,
     ]
@@ -277,3 +291,25 @@ def test_a_sqlite_storage_in_a_new_absolute_folder_is_created(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/new/folder/optuna.db", heartbeat_s=5)
     assert isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() == 5
     assert (tmp_path / "new" / "folder" / "optuna.db").is_file()
+
+
+def test_confirm_retrains_the_best_with_more_seeds(sweep_env, store, tmp_path):
+    text = SWEEP.format(base=TINY).replace("n_trials: 3", "n_trials: 2")
+    text = text.replace("lower: 1.01", "lower: 0.0")  # nothing is pruned: both trials complete
+    path, storage, overrides = sweep_env(text, name="confirm")
+    study = main(
+        [f"sweep={path}", f"storage={storage}", "confirm.top=1", "confirm.seeds=2", *overrides]
+    )
+    best = study.best_trial
+    summary = study.user_attrs[f"confirm_{best.number}"]
+    assert summary["n"] == 3 and summary["values"][0] == best.value
+    client = MlflowClient(store)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], f"tags.confirm = '{best.number}'"
+    )
+    assert sorted(r.data.params["seed"] for r in runs) == ["43", "44"]  # the trial ran seed 42
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent}
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    report = (tmp_path / "reports" / "confirm" / "report.md").read_text()
+    assert "## Confirmed with more seeds" in report and f"| #{best.number} |" in report

@@ -10,13 +10,15 @@ import traceback
 
 from src.sweep.outcomes import STATE, reason_of_exception
 from src.sweep.process.job import TrialJob
+from src.train.quiet import quiet_libraries
 
 
 def child_main(job: TrialJob, conn) -> None:
     """Compose the trial's config, train with the pruning callback, send the outcome back."""
     os.chdir(job.cwd)  # the fork server's cwd/env are from when it started, not from now
-    if job.quiet:
-        _silence(job.log_path)
+    quiet_libraries()  # banners and deprecation notices, in the log file or on the console
+    if job.log_path:
+        _output_to(job.log_path)
     # Imported here, not at the top: the driver imports this module (it names child_main as the
     # process target) and should not pay for lightning.
     from src.sweep.process.callback import TrialCallback
@@ -100,17 +102,10 @@ def _last_run_id() -> str | None:
     return run.info.run_id if run else None
 
 
-def _silence(log_path: str | None) -> None:
-    """CI mode: the trial's stdout/stderr (Lightning, transformers, warnings) go to a log file."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers", "mlflow"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if log_path:
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+def _output_to(log_path: str) -> None:
+    """The trial's stdout/stderr (Lightning, transformers, tracebacks) go to its log file."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

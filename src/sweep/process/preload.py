@@ -5,10 +5,10 @@ touching them here moves that cost out of every trial too.
 """
 
 # ruff: noqa: E402 - the logger level must be set before bitsandbytes is imported
-import logging
 
-# bitsandbytes' CPU backend warns at import that an optional kernels package is missing: noise.
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+from src.train.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below: bitsandbytes speaks at import time
 
 import lightning.pytorch  # noqa: F401
 import mlflow  # noqa: F401

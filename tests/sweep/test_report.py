@@ -1,0 +1,100 @@
+"""The report's arithmetic and rules on hand-checked examples: Wilson intervals, ties with the
+best, the Pareto front over complete trials only, the recommendation, and method-grouped pruning."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pandas as pd
+import pytest
+
+from src.sweep.report.recommend import difference_interval, recommendation
+from src.sweep.report.table import pareto_mask, tied_with_best, wilson
+from src.sweep.samplers import build_pruner
+
+
+def test_wilson_interval_matches_the_hand_computed_one():
+    # p = 0.8, n = 100, z = 1.96: centre 0.7889, half-width 0.0777 (Wilson 1927).
+    low, high = wilson(0.8, 100)
+    assert low == pytest.approx(0.7112, abs=1e-4) and high == pytest.approx(0.8667, abs=1e-4)
+    assert all(math.isnan(v) for v in wilson(0.8, None))
+    assert wilson(1.0, 50)[1] == pytest.approx(1.0) and wilson(1.0, 50)[0] < 1.0
+
+
+def frame(rows):
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "trial",
+            "method",
+            "state",
+            "reason",
+            "val/acc",
+            "rows",
+            "mem/peak_mb",
+            "time/train_s",
+        ],
+    )
+    bounds = [wilson(a, n) for a, n in zip(out["val/acc"], out["rows"], strict=True)]
+    out["val/acc_lo"], out["val/acc_hi"] = zip(*bounds, strict=True)
+    out["pareto"] = pareto_mask(out)
+    out["tied"] = tied_with_best(out)
+    return out.assign(**{"param.method": out["method"], "params/trainable": 1.0})
+
+
+def test_ties_the_front_and_the_recommendation():
+    table = frame(
+        [
+            (0, "full", "COMPLETE", "complete", 0.80, 500, 1500.0, 60.0),
+            (1, "lora", "COMPLETE", "complete", 0.78, 500, 1000.0, 50.0),  # within noise of #0
+            (2, "prompt", "COMPLETE", "complete", 0.60, 500, 900.0, 40.0),  # clearly worse
+            (3, "prefix", "PRUNED", "pruned", 0.90, 500, 800.0, 10.0),  # trained less: not ranked
+            (4, "qlora", "FAIL", "oom", math.nan, math.nan, math.nan, math.nan),
+        ]
+    )
+    assert list(table["tied"]) == [True, True, False, True, False]
+    assert list(table["pareto"]) == [True, True, True, False, False]
+    text = recommendation(table, "demo")
+    assert "5 trials: 3 complete, 1 pruned, 1 failed" in text
+    assert "**Tied with it and cheaper:** trial #1 lora" in text
+    # memory x 1000/1500, time x 50/60, difference -0.02 with Newcombe's interval around it
+    low, high = difference_interval(table.iloc[1], table.iloc[0])
+    assert low < -0.02 < high < 0.04
+    assert (
+        f"| lora | #1 | 0.67 | 0.83 | 0.780 [0.742, 0.814] | -0.020 [{low:+.3f}, {high:+.3f}] |"
+        in text
+    )
+    assert "| qlora | #4 | - | - | - | not comparable: fail (oom) |" in text
+    # memory levels: the cheapest complete trial first, then each one that buys accuracy
+    levels = text.split("## Best configuration under each memory level")[1].split("##")[0]
+    assert [
+        line.split("|")[2].strip()
+        for line in levels.splitlines()
+        if line.startswith("| ") and "MB |" in line
+    ] == ["#2", "#1", "#0"]
+
+
+def pruned_per_trial(pruner_conf: dict) -> list[bool]:
+    """Method a scores 0.9, method b 0.5 then 0.4 at the same step; a's trials run first."""
+    study = optuna.create_study(direction="maximize", pruner=build_pruner(pruner_conf))
+    space = {"method": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    pruned = []
+    for method, value in [("a", 0.9), ("a", 0.9), ("b", 0.5), ("b", 0.4)]:
+        study.enqueue_trial({"method": method})
+        trial = study.ask(space)
+        trial.report(value, step=1)
+        pruned.append(trial.should_prune())
+        if pruned[-1]:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+    return pruned
+
+
+def test_grouped_pruning_judges_a_trial_against_its_own_method():
+    median = {"name": "median", "kwargs": {"n_startup_trials": 1, "n_warmup_steps": 0}}
+    # Against everyone, b's first trial is pruned on a's curve and b never gets a hearing.
+    assert pruned_per_trial(median) == [False, False, True, True]
+    # Within its method, b's first trial completes; its second is judged against it.
+    assert pruned_per_trial({**median, "group_by": "method"}) == [False, False, False, True]
