@@ -39,7 +39,8 @@ report: $(STAMP)
 	$(BIN)/python -m src.report $(ARGS)
 
 ui: $(STAMP)
-	@echo "MLflow UI on http://127.0.0.1:5000 : experiment ftsweep; a sweep is a parent run sweep-<study>, its trials are nested under it (expand with +)"
+	@echo "MLflow UI: open $$($(BIN)/python -c 'from src.train.tracking import ui_link; print(ui_link())')"
+	@echo "  a sweep is a parent run sweep-<study>; its trials are nested under it (expand with +)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlruns/mlflow.db} --default-artifact-root ./mlruns/artifacts
 
 bench: $(STAMP)

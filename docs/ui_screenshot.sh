@@ -24,5 +24,5 @@ for _ in $(seq 90); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && br
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$(mktemp -d)" --window-size=1600,1000 --virtual-time-budget=20000 \
-  --screenshot="$OUT" "http://127.0.0.1:$PORT/#/experiments/$EXPERIMENT" 2>/dev/null
+  --screenshot="$OUT" "http://127.0.0.1:$PORT/#/experiments/$EXPERIMENT/runs?workflowType=machine_learning" 2>/dev/null
 echo "wrote $OUT"

@@ -55,6 +55,19 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
     return existing.experiment_id
 
 
+def ui_link(base: str = "http://127.0.0.1:5000", experiment: str = "ftsweep") -> str:
+    """Where `make ui` should be opened: the experiment's runs in the UI's model-training mode
+    (MLflow 3.17 opens in GenAI mode unless the link says otherwise)."""
+    mode = "?workflowType=machine_learning"
+    try:
+        found = MlflowClient(tracking_uri()).get_experiment_by_name(experiment)
+    except Exception:  # noqa: BLE001 - no store yet: the experiments list
+        found = None
+    if found is None:
+        return f"{base}/#/experiments{mode}"
+    return f"{base}/#/experiments/{found.experiment_id}/runs{mode}"
+
+
 def package_versions() -> dict[str, str]:
     out = {}
     for pkg in TRACKED_PACKAGES:

@@ -53,7 +53,8 @@ def test_ties_the_front_and_the_recommendation():
             (4, "qlora", "FAIL", "oom", math.nan, math.nan, math.nan, math.nan),
         ]
     )
-    assert list(table["tied"]) == [True, True, False, True, False]
+    # tied: the difference's interval contains 0 (#3 is pruned and better: not tied, not ranked)
+    assert list(table["tied"]) == [True, True, False, False, False]
     assert list(table["pareto"]) == [True, True, True, False, False]
     text = recommendation(table, "demo")
     assert "5 trials: 3 complete, 1 pruned, 1 failed" in text

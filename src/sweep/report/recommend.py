@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from src.sweep.report.table import best_per_method, interval_text
+from src.sweep.report.table import best_per_method, difference_interval, interval_text
 
 
 def recommendation(frame: pd.DataFrame, study_name: str) -> str:
@@ -52,9 +52,10 @@ def _best(complete: pd.DataFrame) -> list[str]:
     if not cheaper.empty:
         pick = cheaper.iloc[0]
         out.append(
-            f"**Tied with it and cheaper:** {_describe(pick)}: its interval overlaps the "
-            f"best's, at {pick['mem/peak_mb'] / best['mem/peak_mb']:.2f}x the memory. "
-            "More validation rows (or `confirm` seeds) would tell them apart."
+            f"**Tied with it and cheaper:** {_describe(pick)}: the 95% interval of its "
+            "difference from the best contains 0, at "
+            f"{pick['mem/peak_mb'] / best['mem/peak_mb']:.2f}x the memory. More validation rows "
+            "(or `confirm` seeds) would tell them apart."
         )
     return out
 
@@ -109,17 +110,6 @@ def _against_full(frame: pd.DataFrame) -> list[str]:
             f"{diff:+.3f}{span} |"
         )
     return out
-
-
-def difference_interval(a, b, key: str = "val/acc") -> tuple[float, float]:
-    """Newcombe's interval for the difference of two accuracies, from their Wilson intervals."""
-    pa, la, ha = a[key], a[f"{key}_lo"], a[f"{key}_hi"]
-    pb, lb, hb = b[key], b[f"{key}_lo"], b[f"{key}_hi"]
-    diff = pa - pb
-    return (
-        diff - math.sqrt((pa - la) ** 2 + (hb - pb) ** 2),
-        diff + math.sqrt((ha - pa) ** 2 + (pb - lb) ** 2),
-    )
 
 
 def _describe(row) -> str:

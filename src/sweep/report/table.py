@@ -95,18 +95,29 @@ def pareto_mask(frame: pd.DataFrame, axes=AXES) -> list[bool]:
 
 
 def tied_with_best(frame: pd.DataFrame) -> list[bool]:
-    """True where the val acc interval overlaps the best COMPLETE trial's (the best included):
-    on this many rows their difference may be noise."""
+    """True where the 95% interval of the difference from the best COMPLETE trial's val acc
+    contains 0 (the best included): on this many rows the two cannot be told apart. (Merely
+    overlapping intervals would call a trial 5 points worse on 256 rows tied.)"""
     complete = frame[(frame["state"] == "COMPLETE") & frame["val/acc"].notna()]
     if complete.empty:
         return [False] * len(frame)
     best = complete.loc[complete["val/acc"].idxmax()]
-    return [
-        bool(r["val/acc_hi"] >= best["val/acc_lo"])
-        if not math.isnan(r["val/acc_hi"])
-        else r["trial"] == best["trial"]
-        for _, r in frame.iterrows()
-    ]
+    tied = []
+    for _, row in frame.iterrows():
+        low, high = difference_interval(row, best)
+        tied.append(row["trial"] == best["trial"] or bool(low <= 0 <= high))
+    return tied
+
+
+def difference_interval(a, b, key: str = "val/acc") -> tuple[float, float]:
+    """Newcombe's interval for the difference of two accuracies, from their Wilson intervals."""
+    pa, la, ha = a[key], a[f"{key}_lo"], a[f"{key}_hi"]
+    pb, lb, hb = b[key], b[f"{key}_lo"], b[f"{key}_hi"]
+    diff = pa - pb
+    return (
+        diff - math.sqrt((pa - la) ** 2 + (hb - pb) ** 2),
+        diff + math.sqrt((ha - pa) ** 2 + (pb - lb) ** 2),
+    )
 
 
 def best_per_method(frame: pd.DataFrame) -> pd.DataFrame:

@@ -32,7 +32,7 @@ def write_report(study, out_dir: str | Path | None = None) -> Path | None:
         print(f"[report] skipped {note}")
     print(
         f"\nBest trial per method, study '{study.study_name}' (pareto: on the accuracy x "
-        "memory x time front; tied: 95% interval overlaps the best's)"
+        "memory x time front; tied: the 95% interval of the difference from the best contains 0)"
     )
     print(format_table(frame))
     print(f"\n{text}\n")
