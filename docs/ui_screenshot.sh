@@ -12,9 +12,9 @@ if ! command -v chromium >/dev/null; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 PORT=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-EXPERIMENT=$(.venv/bin/python -c "
-from mlflow.tracking import MlflowClient
-print(MlflowClient('$STORE').get_experiment_by_name('ftsweep').experiment_id)")
+LINK=$(MLFLOW_TRACKING_URI="$STORE" .venv/bin/python -c "
+from src.train.tracking import ui_link
+print(ui_link('http://127.0.0.1:$PORT'))")
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --host 127.0.0.1 --port "$PORT" \
   --backend-store-uri "$STORE" --workers 1 >/dev/null 2>&1 &
 UI=$!
@@ -24,5 +24,5 @@ for _ in $(seq 90); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && br
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$(mktemp -d)" --window-size=1600,1000 --virtual-time-budget=20000 \
-  --screenshot="$OUT" "http://127.0.0.1:$PORT/#/experiments/$EXPERIMENT/runs?workflowType=machine_learning" 2>/dev/null
+  --screenshot="$OUT" "$LINK" 2>/dev/null
 echo "wrote $OUT"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from contextlib import contextmanager
@@ -37,6 +38,20 @@ def tracking_uri(configured: str | None = None) -> str:
 # MLflow 3's UI opens an experiment on what its kind says: GenAI traces by default, the runs
 # table for model development.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# A view of the runs table with the columns that compare fine-tuning runs, stored on the
+# experiment as MLflow's own shared view state and opened by ui_link() (?viewStateShareKey=).
+VIEW_KEY = "ftsweep"
+VIEW = {
+    "selectedColumns": [
+        "tags.`method`",
+        "metrics.`val/acc`",
+        "metrics.`mem/peak_mb`",
+        "metrics.`time/train_s`",
+        "tags.`trial_state`",
+        "tags.`quant`",
+        "tags.`precision`",
+    ],
+}
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
@@ -50,15 +65,17 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
         except mlflow.exceptions.MlflowException:  # created meanwhile by another process
             pass
         existing = client.get_experiment_by_name(name)
-    if EXPERIMENT_KIND[0] not in existing.tags:  # made before the kind was set
-        client.set_experiment_tag(existing.experiment_id, *EXPERIMENT_KIND)
+    view = (f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(VIEW))
+    for key, value in (EXPERIMENT_KIND, view):
+        if existing.tags.get(key) != value:  # made before these were set, or an older view
+            client.set_experiment_tag(existing.experiment_id, key, value)
     return existing.experiment_id
 
 
 def ui_link(base: str = "http://127.0.0.1:5000", experiment: str = "ftsweep") -> str:
     """Where `make ui` should be opened: the experiment's runs in the UI's model-training mode
     (MLflow 3.17 opens in GenAI mode unless the link says otherwise)."""
-    mode = "?workflowType=machine_learning"
+    mode = f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     try:
         found = MlflowClient(tracking_uri()).get_experiment_by_name(experiment)
     except Exception:  # noqa: BLE001 - no store yet: the experiments list

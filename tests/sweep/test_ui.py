@@ -82,6 +82,14 @@ def test_the_ui_server_shows_trials_nested_under_their_sweep(sweep_env, store, t
         experiment = call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=ftsweep")
         tags = {t["key"]: t["value"] for t in experiment["experiment"].get("tags", [])}
         assert tags["mlflow.experimentKind"] == "custom_model_development"
+        # the runs table's columns, as MLflow's shared view state that `make ui`'s link opens
+        view = json.loads(tags["mlflow.sharedViewState.ftsweep"])
+        assert {
+            "tags.`method`",
+            "metrics.`val/acc`",
+            "metrics.`mem/peak_mb`",
+            "metrics.`time/train_s`",
+        } <= set(view["selectedColumns"])
         parent = study.user_attrs["mlflow_parent_run_id"]
         found = call(
             base,
