@@ -44,6 +44,12 @@ def instantiate_checked(node, **kwargs):
         raise
 
 
+def first_line(err: BaseException) -> str:
+    """An error's message in one line (libraries' messages run to pages), else its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
+
+
 def config_error_in(err: BaseException) -> ConfigError | None:
     """The ConfigError err is or was raised from (libraries wrap what our callbacks raise)."""
     seen = set()

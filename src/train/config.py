@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from src.errors import ConfigError
+from src.errors import ConfigError, first_line
 
 CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
 # The one "no such key" marker for OmegaConf.select(..., default=ABSENT): None is a valid value.
@@ -37,8 +37,7 @@ def compose_checked(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - Hydra raises many types; the user needs the text
-        lines = str(err).strip().splitlines()
-        raise ConfigError([f"{type(err).__name__}: {lines[0] if lines else ''}"]) from err
+        raise ConfigError([f"{type(err).__name__}: {first_line(err)}"]) from err
 
 
 def group_options(group: str) -> list[str]:
@@ -60,11 +59,6 @@ def override_problems(overrides: list[str]) -> list[str]:
             if value not in options
         ]
     return problems
-
-
-def unknown_option_overrides(overrides: list[str]) -> list[str]:
-    """The overrides override_problems complains about (so the rest can still be checked)."""
-    return [text for text in overrides if override_problems([text])]
 
 
 def _group_values(text: str) -> tuple[str | None, list[str]]:

@@ -69,7 +69,9 @@ def drop_incomplete(raw: DatasetDict, data_cfg: DictConfig) -> DatasetDict:
     """Rows without text carry nothing to learn: dropped, and counted on stderr. Rows without a
     label would become a class of their own ('None'): refused, naming them, unless
     data.drop_unlabelled=true. Row numbers are counted before anything is dropped."""
-    drop_unlabelled = _flag(data_cfg, "drop_unlabelled")
+    # Its value is checked with the other config rules (validate.RULES); absent from a data
+    # config of one's own, or anything but true, keeps the safe default: refuse.
+    drop_unlabelled = data_cfg.get("drop_unlabelled", False) is True
     problems, out, notes = [], {}, []
     for split, ds in raw.items():
         no_text = [is_missing(v) for v in _column(ds, "text")]
@@ -108,13 +110,6 @@ def _column(ds: Dataset, name: str) -> list:
     if isinstance(ds.features[name], Value):
         return ds.with_format("arrow")[:][name].to_pylist()
     return list(ds[name])
-
-
-def _flag(data_cfg: DictConfig, key: str) -> bool:
-    value = data_cfg.get(key, False)  # absent from a data config of one's own: the default
-    if not isinstance(value, bool):
-        raise ConfigError([f"data.{key}={value!r} is invalid: must be true or false"])
-    return value
 
 
 def _origin(data_cfg: DictConfig, split: str) -> str:

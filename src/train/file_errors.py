@@ -14,6 +14,8 @@ import json
 import pyarrow as pa
 from datasets.exceptions import DatasetsError
 
+from src.errors import first_line
+
 # The loader's name -> what the message calls the format.
 FORMAT_NAMES = {"csv": "csv", "json": "json", "parquet": "parquet"}
 
@@ -34,7 +36,7 @@ def describe_load_failure(key: str, loader: str, path: str, cause: BaseException
     """One problem line: the config key and file, where the file is broken, and the parser's
     reason (the locator's line first: the parser's row numbers do not match the file's lines)."""
     fmt = FORMAT_NAMES.get(loader, loader)
-    said = first_line(cause) or type(cause).__name__
+    said = first_line(cause)
     found = locate(loader, path)
     if found is None:
         return f"{key}={path}: could not be read as {fmt}; parser said: {said}"
@@ -43,11 +45,6 @@ def describe_load_failure(key: str, loader: str, path: str, cause: BaseException
     if said in reason:  # the locator's reader said the same (parquet: both are pyarrow)
         return f"{key}={path}: malformed {fmt} {where}: {said}"
     return f"{key}={path}: malformed {fmt} {where}: {reason}; parser said: {said}"
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0].strip() if text else ""
 
 
 def locate(loader: str, path: str) -> tuple[int | None, str] | None:
@@ -130,5 +127,5 @@ def _parquet_defect(path: str) -> tuple[None, str] | None:
     try:
         pq.read_table(path)
     except Exception as err:  # noqa: BLE001 - any failure here is the reason to report
-        return None, first_line(err) or type(err).__name__
+        return None, first_line(err)
     return None

@@ -9,7 +9,7 @@ from numbers import Real
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.train.config import ABSENT, compose_checked, override_problems, unknown_option_overrides
+from src.train.config import ABSENT, compose_checked, override_problems
 
 
 def _int(x) -> bool:
@@ -69,6 +69,7 @@ RULES: list[tuple[str, Callable[[object], bool], str]] = [
         lambda v: v is None or (_int(v) and v >= 1),
         "null or an integer >= 1",
     ),
+    ("data.drop_unlabelled", lambda v: isinstance(v, bool), "true or false"),
     ("data.val_size", lambda v: _num(v) and v > 0, "a row count >= 1 or a fraction in (0, 1)"),
     ("data.test_size", lambda v: _num(v) and v > 0, "a row count >= 1 or a fraction in (0, 1)"),
     (
@@ -179,10 +180,13 @@ def model_problems(cfg: DictConfig, n_layers: int | None) -> list[str]:
 def command_line_problems(overrides: list[str]) -> list[str]:
     """Every problem of a command line at once: unknown group options, and the value rules and
     combinations of the config composed from the remaining overrides."""
-    problems = override_problems(overrides)
-    bad = set(unknown_option_overrides(overrides))
+    problems, known = [], []
+    for override in overrides:
+        found = override_problems([override])
+        problems += found
+        known += [] if found else [override]
     try:
-        cfg = compose_checked([o for o in overrides if o not in bad])
+        cfg = compose_checked(known)
     except ConfigError as err:
         return problems + err.problems
     return problems + config_problems(cfg)

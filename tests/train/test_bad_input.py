@@ -16,6 +16,10 @@ CASES = [
     (["optim.lr=0"], ["optim.lr=0 is invalid: must be a number > 0"]),
     (["optim.lr=fast"], ["optim.lr='fast' is invalid"]),
     (
+        ["data.drop_unlabelled=maybe"],
+        ["data.drop_unlabelled='maybe' is invalid: must be true or false"],
+    ),
+    (
         ["adapter=lora", "adapter.peft.r=0"],
         ["adapter.peft.r=0 is invalid: must be an integer >= 1"],
     ),

@@ -34,10 +34,5 @@ class Findings:
         return out
 
 
-def first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
 def unique(items: list) -> list:
     return list(dict.fromkeys(items))

@@ -9,9 +9,9 @@ import json
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import ConfigError
+from src.errors import ConfigError, first_line
 from src.sweep.configs import Choice
-from src.sweep.preflight.findings import Findings, first_line, unique
+from src.sweep.preflight.findings import Findings, unique
 from src.sweep.preflight.values import check_values
 from src.sweep.space import method_param, param_values
 from src.train import validate

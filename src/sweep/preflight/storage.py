@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from src.sweep.preflight.findings import first_line
+from src.errors import first_line
 
 ALLOWED_STORAGE = (
     "sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src.sweep.preflight.findings import first_line
+from src.errors import first_line
 from src.sweep.preflight.storage import display_url
 from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
 from src.train.config import ABSENT

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.errors import first_line
+
 MARKERS = {"COMPLETE": "o", "PRUNED": "X"}
 
 
@@ -127,4 +129,4 @@ def _optuna_plots(study, skipped: list[str]):
         try:
             yield title, plot(study, **kwargs)
         except Exception as err:  # noqa: BLE001 - e.g. too few complete trials for importances
-            skipped.append(f"{title}: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+            skipped.append(f"{title}: {type(err).__name__}: {first_line(err)[:120]}")
