@@ -5,11 +5,12 @@ one progress line per trial, and stop on a bug beyond max_failures (src/sweep/ou
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 
 from src.sweep import interrupts
+from src.sweep.budget import Budget
 from src.sweep.outcomes import BUGS
 from src.sweep.progress import Progress
 from src.sweep.storage import counted, slot_lock
@@ -22,12 +23,14 @@ class SweepAborted(RuntimeError):
 
 @dataclass
 class Plan:
-    """How much to run: total trials wanted, wall deadline, per-trial training cap."""
+    """How much to run: total trials wanted, wall deadline, per-trial training cap, and the
+    budget a configuration's estimate must fit to be launched."""
 
     n_trials: int
     deadline: float | None
     trial_cap: float | None
     heartbeat_s: int | None
+    budget: Budget = field(default_factory=Budget)
 
 
 def drive(ctx: SweepContext, plan: Plan, bar: bool = True) -> None:
@@ -39,7 +42,8 @@ def drive(ctx: SweepContext, plan: Plan, bar: bool = True) -> None:
             trial = next_trial(ctx, plan)
             if trial is None:
                 return
-            frozen = one_trial(ctx, trial, max_time=trial_budget(plan.deadline, plan.trial_cap))
+            max_time = trial_budget(plan.deadline, plan.trial_cap)
+            frozen = one_trial(ctx, trial, max_time, plan.budget)
             progress.line(ctx.study, frozen)
             if frozen.user_attrs.get("reason") in BUGS:
                 failures += 1

@@ -4,6 +4,8 @@
     (none)        COMPLETE   FINISHED    no                           the values
     pruned        PRUNED     KILLED      no                           the curve so far
     oom           PRUNED     FAILED      no                           infeasible (constraint)
+    over_budget   PRUNED     KILLED      no                           infeasible (constraint);
+                                                                      never launched
     nan           PRUNED     FAILED      no                           a bad point
     killed        FAIL       KILLED      no                           nothing
     interrupted   FAIL       KILLED      no (re-queued)               nothing
@@ -25,6 +27,7 @@ from pathlib import Path
 STATE = {
     "pruned": "PRUNED",
     "oom": "PRUNED",
+    "over_budget": "PRUNED",
     "nan": "PRUNED",
     "killed": "FAIL",
     "interrupted": "FAIL",
@@ -36,6 +39,7 @@ MLFLOW_STATUS = {
     "complete": "FINISHED",
     "pruned": "KILLED",
     "oom": "FAILED",
+    "over_budget": "KILLED",
     "nan": "FAILED",
     "killed": "KILLED",
     "interrupted": "KILLED",

@@ -3,15 +3,18 @@ here or N worker processes, and close the parent run with the best trial or Pare
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import optuna
 from omegaconf import OmegaConf
 
-from src.sweep.configs import trial_config
+from src.sweep.budget import resolve_budget
+from src.sweep.configs import method_choices, trial_config
 from src.sweep.confirm import confirm_best
 from src.sweep.driver import Plan, drive, max_time_seconds
+from src.sweep.preflight.budget import budget_warnings
 from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
 from src.sweep.storage import open_study
 from src.sweep.tracking import SweepRuns
@@ -31,9 +34,11 @@ def run_sweep(
     workers: int = 1,
     heartbeat_s: int | None = None,
     confirm: tuple[int, int] = (0, 0),
+    budget: dict | None = None,
 ) -> optuna.Study:
     """Run trials until the study holds n_trials finished ones (or the timeout passes); then
-    re-train the confirm[0] best configurations with confirm[1] more seeds each."""
+    re-train the confirm[0] best configurations with confirm[1] more seeds each. budget
+    (memory_mb, step_ms) overrides the sweep file's."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
@@ -69,7 +74,9 @@ def run_sweep(
         deadline=time.time() + timeout if timeout is not None else None,
         trial_cap=max_time_seconds(OmegaConf.select(base, "trainer.max_time", default=None)),
         heartbeat_s=heartbeat_s,
+        budget=resolve_budget({**spec.budget, **(budget or {})}, ctx.overrides, workers),
     )
+    warn_unfit_methods(spec, ctx.overrides, plan.budget)
     status = "FAILED"
     try:
         if workers > 1:
@@ -87,6 +94,13 @@ def run_sweep(
     finally:
         runs.finish(study, spec, status)
     return study
+
+
+def warn_unfit_methods(spec: SweepSpec, overrides: list[str], budget) -> None:
+    """The preflight's budget check: a warning, not an error (the estimate may be pessimistic,
+    and the other methods still run)."""
+    for text in budget_warnings(spec, method_choices(spec.space, overrides), budget):
+        print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 def resume_hint(

@@ -31,7 +31,9 @@ TOP_KEYS = {
     "enqueue",
     "max_failures",
     "oom",
+    "budget",
 }
+BUDGET_KEYS = ("memory_mb", "step_ms")
 # An objective must be a metric train() returns.
 METRIC_KEYS = set(CONTRACT_METRICS)
 
@@ -54,6 +56,8 @@ class SweepSpec:
     enqueue: list[dict] = field(default_factory=list)  # first trials' params (known-good starts)
     max_failures: int = 0  # unexpected trial errors tolerated before the sweep stops
     oom_retry: bool = False  # after an OOM, retry the trial once with half the micro-batch
+    # Estimated peak memory / step time a trial may need to be launched (src/sweep/budget.py).
+    budget: dict = field(default_factory=dict)
 
     @property
     def directions(self) -> list[str]:
@@ -108,8 +112,10 @@ def load_spec(name: str, cli_overrides: list[str] = ()) -> SweepSpec:
         enqueue=list(raw.get("enqueue") or []),
         max_failures=raw.get("max_failures", 0),
         oom_retry=_oom_retry(raw.get("oom")),
+        budget=raw.get("budget") or {},
     )
     problems += _scalar_problems(spec)
+    problems += budget_problems(spec.budget)
     problems += _objective_problems(spec.objectives)
     problems += _factory_problems("sampler", spec.sampler, SAMPLERS)
     problems += _factory_problems("pruner", spec.pruner, PRUNERS)
@@ -158,6 +164,24 @@ def _scalar_problems(spec: SweepSpec) -> list[str]:
         problems.append(f"max_failures={spec.max_failures!r}: must be an integer >= 0")
     if not isinstance(spec.oom_retry, bool):
         problems.append(f"oom={spec.oom_retry!r}: must be a mapping {{retry: true|false}}")
+    return problems
+
+
+def budget_problems(budget) -> list[str]:
+    """budget: {memory_mb: N, step_ms: N}, each a number > 0 or null."""
+    if not isinstance(budget, dict):
+        return [f"budget={budget!r}: must be a mapping with keys {list(BUDGET_KEYS)}"]
+    problems = [
+        f"budget.{k}: unknown key; allowed: {', '.join(BUDGET_KEYS)}"
+        for k in budget
+        if k not in BUDGET_KEYS
+    ]
+    for key in BUDGET_KEYS:
+        value = budget.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            problems.append(f"budget.{key}={value!r}: must be null or a number > 0")
     return problems
 
 

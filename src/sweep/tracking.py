@@ -121,6 +121,12 @@ class SweepRuns:
         self.client.set_terminated(run_id, MLFLOW_STATUS[outcome.reason])
         return run_id
 
+    def log_estimate(self, run_id: str, estimate: dict) -> None:
+        """estimate/peak_mb, estimate/step_ms of a trial that was never launched."""
+        for key in ("peak_mb", "step_ms"):
+            if isinstance(estimate.get(key), (int, float)):
+                self.client.log_metric(run_id, f"estimate/{key}", float(estimate[key]))
+
     def close_dead_parents(self, study_name: str) -> list[str]:
         """Parent runs of this study left RUNNING by a driver on this host that no longer exists
         (kill -9, pre-emption): KILLED. Drivers on other hosts cannot be checked from here."""

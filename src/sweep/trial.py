@@ -12,12 +12,14 @@ import optuna
 from optuna.trial import TrialState
 
 from src.sweep import interrupts
+from src.sweep.budget import Budget, judge
 from src.sweep.configs import trial_config
 from src.sweep.process.runner import TrialJob, TrialOutcome, run_trial
 from src.sweep.space import method_param, suggest
 from src.sweep.spec import SweepSpec
 from src.sweep.storage import REQUEUE, heartbeat
 from src.sweep.tracking import SweepRuns
+from src.train.estimate.micro_batch import retry_batch
 
 
 @dataclass
@@ -37,9 +39,13 @@ class SweepContext:
 
 
 def one_trial(
-    ctx: SweepContext, trial: optuna.Trial, max_time: float | None = None
+    ctx: SweepContext,
+    trial: optuna.Trial,
+    max_time: float | None = None,
+    budget: Budget | None = None,
 ) -> optuna.trial.FrozenTrial:
-    """Run a trial just asked from the study to its end; return it as stored."""
+    """Run a trial just asked from the study to its end; return it as stored. A configuration
+    whose estimate exceeds the budget is recorded over_budget without starting a process."""
     study, spec = ctx.study, ctx.spec
     ctx.running[:] = [trial]
     suggestion = suggest(trial, spec.space)
@@ -59,15 +65,26 @@ def one_trial(
     }.items():
         trial.set_user_attr(key, value)
     overrides = [*ctx.overrides, *suggestion.overrides]
-    outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time)
+    verdict = judge(overrides, budget or Budget())
+    trial.set_user_attr("estimate", verdict.estimate)
+    for key, value in verdict.constraints.items():
+        trial.set_constraint(key, value)
+    if verdict.over:
+        outcome = TrialOutcome("PRUNED", reason="over_budget", fail_reason=verdict.reason)
+    else:
+        outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time)
     if outcome.reason == "oom" and spec.oom_retry and not interrupts.requested():
-        outcome = _retry_smaller_batch(ctx, trial, outcome, overrides, run_name, tags, max_time)
+        outcome = _retry_smaller_batch(
+            ctx, trial, outcome, overrides, (run_name, tags, max_time), budget
+        )
     if interrupts.requested() and outcome.state != "COMPLETE":  # it ended because we were stopped
         outcome.state, outcome.reason = "FAIL", "interrupted"
     check_objectives(outcome, spec)
     outcome.run_id = ctx.runs.record_trial(
         trial.number, outcome, run_name, tags, _log_path(ctx, trial)
     )
+    if verdict.over:  # no run logged its estimate: the trial's MLflow run gets it here
+        ctx.runs.log_estimate(outcome.run_id, verdict.estimate)
     tell(study, trial, outcome, spec)
     ctx.running.clear()
     if outcome.reason == "interrupted":  # the trial process got the Ctrl-C first
@@ -120,18 +137,34 @@ def _attempt(
 
 
 def _retry_smaller_batch(
-    ctx, trial, first: TrialOutcome, overrides, run_name, tags, max_time
+    ctx, trial, first: TrialOutcome, overrides, naming, budget: Budget | None
 ) -> TrialOutcome:
-    """oom.retry: the same trial once more with half the micro-batch and twice the gradient
-    accumulation (same effective batch); the first attempt's MLflow run stays, marked oom."""
+    """oom.retry: the same trial once more with a smaller micro-batch that the estimate picks
+    (src/train/estimate/micro_batch.retry_batch) and more gradient accumulation (same effective
+    batch); the first attempt's MLflow run stays, marked oom."""
+    run_name, tags, max_time = naming
     cfg = trial_config(overrides)
+    if cfg.data.batch_size == "auto":  # the trial chose its micro-batch: what it ran is logged
+        first.fail_reason = f"{first.fail_reason} (no oom retry: data.batch_size=auto)"
+        return first
     batch, accumulate = int(cfg.data.batch_size), int(cfg.trainer.accumulate_grad_batches)
     if batch < 2:
         first.fail_reason = f"{first.fail_reason} (no oom retry: data.batch_size is already 1)"
         return first
     first_run = ctx.runs.record_trial(trial.number, first, run_name, tags, None)
     ctx.runs.client.set_tag(first_run, "oom_retry", "first attempt")
-    smaller = [f"data.batch_size={batch // 2}", f"trainer.accumulate_grad_batches={accumulate * 2}"]
+    from src.train.estimate import estimate  # torch: imported only when a retry needs it
+
+    new_batch = retry_batch(
+        batch,
+        accumulate,
+        lambda b: estimate(cfg, batch_size=b),
+        budget.memory_mb if budget else None,
+    )
+    smaller = [
+        f"data.batch_size={new_batch}",
+        f"trainer.accumulate_grad_batches={batch * accumulate // new_batch}",
+    ]
     trial.set_user_attr("oom_retry", {"first_fail_reason": first.fail_reason, "overrides": smaller})
     print(
         f"[sweep {ctx.study.study_name}] trial #{trial.number} ran out of memory; "

@@ -11,12 +11,22 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from peft import get_peft_model, prepare_model_for_kbit_training
 
+# Non-reentrant checkpointing: works with frozen inputs (PEFT) without the input-grad hack.
+CHECKPOINTING_KWARGS = {"use_reentrant": False}
+
 
 def apply_adapter(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
     """Return the model ready to train under cfg.adapter (and cfg.quant)."""
+    checkpointing = bool(cfg.get("activation_checkpointing", False))
     if getattr(model, "is_quantized", False):
-        # Casts norms to fp32 and enables input grads; checkpointing off: it trades time for memory.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        # Casts norms to fp32; turns on activation checkpointing when asked.
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS,
+        )
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS)
     if cfg.adapter.peft is not None:
         return get_peft_model(model, peft_config(cfg))
     if cfg.adapter.trainable_top_layers is not None:

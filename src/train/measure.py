@@ -6,16 +6,23 @@ Peak memory (`mem/peak_mb`):
     right before fit) minus the resident set just before the model was built. It therefore
     covers weights, gradients, optimizer state, activations and allocator slack of this run, and
     excludes the interpreter and imported libraries.
+
+Tensor peak (`mem/tensor_peak_mb`, CPU): the exact peak of live tensor bytes over the first
+optimizer steps, counted by a dispatch mode (LiveTensorBytes) — no allocator slack, no library
+workspace: what the estimator (src/train/estimate/) predicts before any overhead is added.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 _STATUS = Path("/proc/self/status")
 
@@ -128,3 +135,75 @@ class StepTimer(pl.Callback):
 
     def tokens_per_s(self) -> float:
         return sum(self.tokens) / sum(self.intervals) if self.intervals else float("nan")
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Bytes of every tensor storage alive, counted when an op creates it and released when it is
+    freed (storages keep their Python object alive as long as they live, so a weakref finalizer
+    fires exactly then). Works on real and on fake tensors, so the estimator and the measurement
+    count the same way. Tensors that existed before entering are counted through track()."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._tracked: dict[int, object] = {}
+
+    def track(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = storage._cdata  # the C++ storage: views and aliases share it
+        if key in self._tracked:
+            return
+        size = storage.nbytes()
+        self.live += size
+        self.peak = max(self.peak, self.live)
+        self._tracked[key] = weakref.finalize(storage, self._release, key, size)
+
+    def track_all(self, tensors) -> None:
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor):
+                self.track(tensor)
+
+    def _release(self, key: int, size: int) -> None:
+        self.live -= size
+        self._tracked.pop(key, None)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.track_all(tree_flatten(out)[0])
+        return out
+
+
+class TensorPeak(pl.Callback):
+    """mem/tensor_peak_mb: LiveTensorBytes over the first `steps` training batches (weights,
+    gradients, optimizer state once created, and one step's activations: the training peak),
+    then off, so the rest of the run pays nothing for the count."""
+
+    def __init__(self, steps: int = 3):
+        self.steps = steps
+        self.counter: LiveTensorBytes | None = None
+        self.peak_mb = float("nan")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and self.counter is None:
+            self.counter = LiveTensorBytes()
+            self.counter.__enter__()
+            self.counter.track_all(list(pl_module.parameters()) + list(pl_module.buffers()))
+            for optimizer in trainer.optimizers:
+                self.counter.track_all(
+                    v for state in optimizer.state.values() for v in state.values()
+                )
+        if self.counter is not None:
+            self.counter.track_all(tree_flatten(batch)[0])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.counter is not None and batch_idx + 1 >= self.steps:
+            self._stop()
+
+    def on_train_end(self, trainer, pl_module):
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.counter is not None:
+            self.counter.__exit__(None, None, None)
+            self.peak_mb = self.counter.peak / 2**20
+            self.counter = None

@@ -96,10 +96,15 @@ def quantization_config(quant_cfg: DictConfig, head_modules: list[str] | None):
         return None
     if head_modules is None:
         return instantiate(quant_cfg.bnb, _convert_="all")
-    # transformers matches skip patterns from the start of a module's full name, so let each
-    # head name match at any depth ("pooler" -> "bert.pooler.dense").
-    skip = [rf"(.*\.)?{re.escape(name)}" for name in head_modules]
+    skip = head_skip_patterns(head_modules)
     return instantiate(quant_cfg.bnb, llm_int8_skip_modules=skip, _convert_="all")
+
+
+def head_skip_patterns(head_modules: list[str]) -> list[str]:
+    """Module-name patterns of the task heads that stay unquantized. transformers matches skip
+    patterns from the start of a module's full name, so each head name matches at any depth
+    ("pooler" -> "bert.pooler.dense")."""
+    return [rf"(.*\.)?{re.escape(name)}" for name in head_modules]
 
 
 def load_model(
@@ -139,6 +144,11 @@ def keep_4bit_layout_trainable(model: torch.nn.Module) -> None:
 
 def _device_map(cfg: DictConfig) -> str | dict:
     return "cpu" if cfg.trainer.accelerator == "cpu" else {"": 0}
+
+
+def device_of(cfg: DictConfig) -> str:
+    """cuda or cpu: where cfg's trainer runs."""
+    return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
 def num_hidden_layers(model_path: str) -> int | None:

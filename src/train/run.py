@@ -4,6 +4,7 @@ function: the CLI (src/train/__main__.py), the sweep's trial processes and tests
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -15,6 +16,7 @@ from src.errors import ConfigError
 from src.train import measure, models, tokenized, tracking, validate
 from src.train.adapters import apply_adapter, count_parameters
 from src.train.divergence import DivergenceGuard
+from src.train.estimate import estimate
 from src.train.evals import build_evaluations
 from src.train.faults import FaultInjector, parse_fault
 from src.train.summary import format_summary
@@ -51,10 +53,6 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
         splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir, tokenize=task.tokenize
     )
     return Inputs(model_path, tokenizer, encoded, labels)
-
-
-def device_name(cfg: DictConfig) -> str:
-    return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
 def build_datamodule(cfg: DictConfig, inputs: Inputs) -> tokenized.TokenizedData:
@@ -104,8 +102,9 @@ def train(
 ) -> dict[str, float]:
     """Fine-tune once as cfg says; return the measured metrics (also logged to MLflow)."""
     inputs = prepare_inputs(cfg)
+    expected = estimate_run(cfg, inputs)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    device = device_name(cfg)
+    device = models.device_of(cfg)
     memory = measure.PeakMemory(device)
     memory.baseline()
     model = apply_adapter(
@@ -122,13 +121,13 @@ def train(
     )
     for evaluation in evaluations:
         evaluation.before_fit(module)
-    timer = measure.StepTimer()
+    timer, tensor_peak = measure.StepTimer(), measure.TensorPeak()
     with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
         trainer = pl.Trainer(
             **cfg.trainer,
             precision=cfg.precision.name,
             logger=_logger(cfg, run),
-            callbacks=[timer, *build_callbacks(cfg), *(callbacks or [])],
+            callbacks=[timer, tensor_peak, *build_callbacks(cfg), *(callbacks or [])],
             default_root_dir=cfg.paths.output_dir,
         )
         memory.start()
@@ -137,6 +136,8 @@ def train(
         metrics = {
             "time/train_s": time.perf_counter() - start,
             "mem/peak_mb": memory.peak_mb(),
+            "mem/tensor_peak_mb": tensor_peak.peak_mb,
+            **expected,
             **measurements(model, trainer, timer),
             # How many rows val/acc and test/acc were measured on: their uncertainty.
             "data/val_rows": float(len(inputs.tokenized["validation"])),
@@ -151,6 +152,42 @@ def train(
     if cfg.summary:
         print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
     return metrics
+
+
+def estimate_run(cfg: DictConfig, inputs: Inputs) -> dict[str, float]:
+    """The pre-flight estimate for this run's data: batches are padded to their longest row, so
+    the longest training row is the sequence the peak will see (data.max_length when padded)."""
+    if cfg.data.pad_to_max_length:
+        sequence = cfg.data.max_length
+    else:
+        sequence = max(len(ids) for ids in inputs.tokenized["train"]["input_ids"])
+    try:
+        est = estimate(cfg, sequence=sequence, model_path=inputs.model_path)
+    except ConfigError:
+        raise  # batch_size=auto found nothing that fits: the run cannot be set up
+    except Exception as err:  # noqa: BLE001 - advisory: an estimator gap never stops a run
+        if cfg.data.batch_size == "auto":
+            raise ConfigError([f"data.batch_size=auto: the estimate failed: {err}"]) from err
+        warnings.warn(
+            f"no pre-flight estimate for this run: {type(err).__name__}: {err}", stacklevel=2
+        )
+        nan = float("nan")
+        return {"estimate/peak_mb": nan, "estimate/tensor_peak_mb": nan, "estimate/step_ms": nan}
+    if cfg.data.batch_size == "auto":  # the estimate chose the micro-batch: train with it
+        effective = cfg.data.effective_batch_size
+        cfg.data.batch_size = est.batch_size
+        cfg.trainer.accumulate_grad_batches = effective // est.batch_size
+        print(
+            f"data.batch_size=auto: micro-batch {est.batch_size} x "
+            f"{cfg.trainer.accumulate_grad_batches} accumulated = {effective} per optimizer step "
+            f"(estimated peak {est.peak_mb:,.0f} MB)",
+            flush=True,
+        )
+    return {
+        "estimate/peak_mb": est.peak_mb,
+        "estimate/tensor_peak_mb": est.tensor_peak_mb,
+        "estimate/step_ms": est.step_ms if est.step_ms is not None else float("nan"),
+    }
 
 
 def _logger(cfg: DictConfig, run) -> MLFlowLogger | bool:

@@ -56,7 +56,17 @@ RULES: list[tuple[str, Callable[[object], bool], str]] = [
         lambda v: _num(v) and v > 0,
         "a number > 0 (fraction of an epoch, or steps)",
     ),
-    ("data.batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    (
+        "data.batch_size",
+        lambda v: v == "auto" or (_int(v) and v >= 1),
+        "an integer >= 1, or auto (the largest micro-batch whose estimate fits budget.memory_mb)",
+    ),
+    (
+        "data.effective_batch_size",
+        lambda v: v is None or (_int(v) and v >= 1),
+        "null or an integer >= 1",
+    ),
+    ("budget.memory_mb", lambda v: v is None or (_num(v) and v > 0), "null or a number > 0"),
     ("data.eval_batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     ("data.max_length", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     (
@@ -110,6 +120,19 @@ def combination_problems(cfg: DictConfig) -> list[str]:
             f"quant={cfg.quant.name} with adapter={cfg.adapter.name} is impossible: quantized base "
             "weights cannot be trained directly; use a PEFT adapter (e.g. adapter=lora for QLoRA) "
             "or quant=none"
+        )
+    if OmegaConf.select(cfg, "data.batch_size") == "auto" and not OmegaConf.select(
+        cfg, "data.effective_batch_size"
+    ):
+        problems.append(
+            "data.batch_size=auto needs data.effective_batch_size=N: the batch each optimizer "
+            "step sees (micro-batch x trainer.accumulate_grad_batches)"
+        )
+    if quantized and cfg.adapter.name == "ia3" and cfg.precision.name == "bf16-true":
+        problems.append(
+            f"adapter=ia3 with quant={cfg.quant.name} and precision=bf16-true fails inside PEFT "
+            "(its quantized IA3 layers hand fp32 outputs to bf16 attention); use "
+            "precision=bf16-mixed or 32-true, or quant=none"
         )
     if quantized and importlib.util.find_spec("bitsandbytes") is None:
         problems.append(f"quant={cfg.quant.name} needs bitsandbytes: pip install bitsandbytes")

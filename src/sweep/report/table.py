@@ -61,6 +61,10 @@ def _row(trial) -> dict:
         "pruned_at_step": trial.user_attrs.get("pruned_at_step"),
         "fail_reason": (trial.user_attrs.get("fail_reason") or "")[:200],
         "run_id": trial.user_attrs.get("run_id"),
+        # The pre-flight estimate: logged by the run, or kept by a trial pruned over_budget.
+        "estimate/peak_mb": metrics.get(
+            "estimate/peak_mb", (trial.user_attrs.get("estimate") or {}).get("peak_mb", math.nan)
+        ),
     }
     for key, rows_key in ROWS_OF.items():
         row[f"{key}_lo"], row[f"{key}_hi"] = wilson(metrics.get(key), metrics.get(rows_key))
@@ -147,6 +151,7 @@ def format_table(frame: pd.DataFrame) -> str:
             "state": [_state_text(r) for _, r in best.iterrows()],
             "val acc [95% CI]": [interval_text(r) for _, r in best.iterrows()],
             "peak MB": best["mem/peak_mb"].map(_number("{:.0f}")),
+            "est. MB": best["estimate/peak_mb"].map(_number("{:.0f}")),
             "train s": best["time/train_s"].map(_number("{:.1f}")),
             "trainable": best["params/trainable"].map(_number("{:,.0f}")),
             "": [
@@ -159,9 +164,11 @@ def format_table(frame: pd.DataFrame) -> str:
 
 
 def _state_text(row) -> str:
-    """COMPLETE, PRUNED@step, or FAIL(reason)."""
+    """COMPLETE, PRUNED@step, PRUNED(reason) (oom, nan, over_budget), or FAIL(reason)."""
     if row["state"] == "PRUNED" and pd.notna(row["pruned_at_step"]):
         return f"PRUNED@{int(row['pruned_at_step'])}"
+    if row["state"] == "PRUNED" and row["reason"] not in ("pruned", "complete"):
+        return f"PRUNED({row['reason']})"
     if row["state"] == "FAIL":
         return f"FAIL({row['reason']})"
     return row["state"]

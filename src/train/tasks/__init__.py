@@ -72,7 +72,9 @@ TASKS = {
     "generation": Task(
         _generation_splits,
         sft.tokenize_sft,
-        lambda cfg, tok: sft.SFTCollator(tok.pad_token_id),
+        lambda cfg, tok: sft.SFTCollator(
+            tok.pad_token_id, cfg.data.max_length if cfg.data.pad_to_max_length else None
+        ),
         _generation_module,
     ),
 }

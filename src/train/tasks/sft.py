@@ -103,13 +103,17 @@ def tokenize_sft(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict
 class SFTCollator:
     """Right-pads inputs/labels for the loss; left-pads prompts so generation continues them."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad = pad_token_id
+    def __init__(self, pad_token_id: int, pad_to: int | None = None):
+        self.pad, self.pad_to = pad_token_id, pad_to  # pad_to: static width (pad_to_max_length)
 
     def __call__(self, rows: list[dict]) -> dict:
         return {
-            **self._pad([r["input_ids"] for r in rows], self.pad, "input_ids", left=False),
-            "labels": self._pad([r["labels"] for r in rows], IGNORE, "x", left=False)["x"],
+            **self._pad(
+                [r["input_ids"] for r in rows], self.pad, "input_ids", left=False, width=self.pad_to
+            ),
+            "labels": self._pad(
+                [r["labels"] for r in rows], IGNORE, "x", left=False, width=self.pad_to
+            )["x"],
             **{
                 f"prompt_{k}": v
                 for k, v in self._pad(
@@ -120,8 +124,8 @@ class SFTCollator:
         }
 
     @staticmethod
-    def _pad(seqs, value: int, key: str, left: bool) -> dict:
-        width = max(len(s) for s in seqs)
+    def _pad(seqs, value: int, key: str, left: bool, width: int | None = None) -> dict:
+        width = max(width or 0, max(len(s) for s in seqs))
         ids = torch.full((len(seqs), width), value, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, seq in enumerate(seqs):

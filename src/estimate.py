@@ -1,0 +1,10 @@
+"""python -m src.estimate [OVERRIDE ...]   (console script: ftsweep-estimate)
+
+Peak memory and step time of a configuration before it runs; the code lives in
+src/train/estimate/.
+"""
+
+from src.train.estimate.cli import main
+
+if __name__ == "__main__":
+    main()

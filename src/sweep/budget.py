@@ -1,0 +1,93 @@
+"""Budgets: a sampled configuration whose pre-flight estimate (src/train/estimate/) exceeds the
+memory or step-time budget is not launched. The trial is recorded PRUNED with reason
+`over_budget`, its estimate in the user attrs and Optuna constraints `memory` and `step_time`
+(estimate / budget - 1: > 0 is infeasible, so TPE and NSGA-II learn the region), in well under
+a second and without a trial process."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from src.sweep.configs import trial_config
+
+
+@dataclass
+class Budget:
+    """memory_mb None: no memory known to hold the run (no GPU on this machine for a GPU run);
+    step_ms None: no limit. `per` is how many trials share the memory at once."""
+
+    memory_mb: float | None = None
+    step_ms: float | None = None
+    source: str = ""  # how memory_mb was chosen, for messages
+
+    def describe(self) -> str:
+        parts = []
+        if self.memory_mb is not None:
+            parts.append(f"memory {self.memory_mb:,.0f} MB ({self.source})")
+        if self.step_ms is not None:
+            parts.append(f"step time {self.step_ms:,.0f} ms (budget.step_ms)")
+        return ", ".join(parts) or "none"
+
+
+def resolve_budget(settings: dict, overrides: list[str], workers: int) -> Budget:
+    """The sweep's budget: budget.memory_mb / budget.step_ms as given (file or command line), the
+    memory defaulting to the device's: the GPU's memory, or on CPU the RAM available now shared
+    by the workers that train at once."""
+    from src.train.estimate import available_memory_mb
+
+    memory, step = settings.get("memory_mb"), settings.get("step_ms")
+    if memory is not None:
+        return Budget(float(memory), _number(step), "budget.memory_mb")
+    cfg = trial_config(overrides)
+    device = "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
+    available = available_memory_mb(device)
+    if available is None:
+        return Budget(None, _number(step), "no GPU here to read its memory")
+    if device == "cuda":
+        return Budget(available, _number(step), "this GPU's memory")
+    share = f" / {workers} workers" if workers > 1 else ""
+    return Budget(available / workers, _number(step), f"RAM available now{share}")
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass
+class Verdict:
+    estimate: dict = field(default_factory=dict)  # peak_mb, step_ms, ... (empty: no estimate)
+    constraints: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None  # set when the trial must not run
+
+    @property
+    def over(self) -> bool:
+        return self.reason is not None
+
+
+def judge(overrides: list[str], budget: Budget) -> Verdict:
+    """Estimate the trial's configuration and compare it with the budget. An estimator failure
+    never stops a sweep: the trial then runs and its own run decides."""
+    if budget.memory_mb is None and budget.step_ms is None:
+        return Verdict()
+    from src.train.estimate import estimate
+
+    try:
+        est = estimate(trial_config(overrides))
+    except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
+        return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
+    found = {"peak_mb": round(est.peak_mb, 1), "step_ms": est.step_ms, "gflops": est.gflops}
+    verdict = Verdict(found)
+    limits = (
+        ("memory", est.peak_mb, budget.memory_mb, "MB", "budget.memory_mb"),
+        ("step_time", est.step_ms, budget.step_ms, "ms", "budget.step_ms"),
+    )
+    for key, value, limit, unit, name in limits:
+        if limit is None or value is None or not math.isfinite(value):
+            continue
+        verdict.constraints[key] = value / limit - 1
+        if value > limit and verdict.reason is None:
+            verdict.reason = (
+                f"estimated {key.replace('_', ' ')} {value:,.0f} {unit} > {name} {limit:,.0f}"
+            )
+    return verdict

@@ -1,0 +1,55 @@
+"""Methods that can never fit the budget: each method choice estimated at its smallest settings
+(every sampled number at its low end, every categorical string tried), a warning where even the
+smallest exceeds the budget, since then every trial of that method will be pruned over_budget."""
+
+from __future__ import annotations
+
+import itertools
+
+from src.sweep.budget import Budget
+from src.sweep.configs import Choice
+from src.sweep.space import format_value, param_values
+
+MAX_COMBINATIONS = 2  # categorical strings tried per method (precision choices, ...)
+
+
+def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
+    if budget.memory_mb is None:
+        return []
+    from src.sweep.configs import trial_config
+    from src.train.estimate import estimate
+
+    warnings = []
+    for choice in choices:
+        if choice.cfg is None:
+            continue
+        smallest = None
+        for extra in _smallest_settings(spec.space, choice.name):
+            try:
+                peak = estimate(trial_config([*choice.overrides, *extra])).peak_mb
+            except Exception:  # noqa: BLE001 - the trial's own estimate will say more
+                continue
+            smallest = peak if smallest is None else min(smallest, peak)
+        if smallest is not None and smallest > budget.memory_mb:
+            warnings.append(
+                f"{choice.label}: estimated peak {smallest:,.0f} MB at its smallest settings "
+                f"exceeds the memory budget {budget.memory_mb:,.0f} MB ({budget.source}); every "
+                "trial of it will be pruned over_budget"
+            )
+    return warnings
+
+
+def _smallest_settings(space: dict, choice) -> list[list[str]]:
+    """Override lists: numbers at their lowest value, each combination of string choices."""
+    values, _ = param_values(space, choice)
+    numeric, strings = [], []
+    for name, found in values.items():
+        path = space[name].get("path")
+        if not path or "derive" in space[name] or not found.values:
+            continue
+        if all(isinstance(v, (int, float)) for v in found.values):
+            numeric.append(f"{path}={format_value(min(found.values))}")
+        else:
+            strings.append([f"{path}={format_value(v)}" for v in found.values])
+    combos = itertools.islice(itertools.product(*strings), MAX_COMBINATIONS)
+    return [[*numeric, *combo] for combo in combos]

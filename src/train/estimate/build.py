@@ -1,0 +1,89 @@
+"""The model a configuration trains, built without weights: the architecture on the meta device,
+quantized layers swapped for stand-ins with the same stored bytes, the adapter applied by the
+same code a run uses (src/train/adapters.py), the precision plugin's conversion, then every
+tensor re-created as a fake tensor (shapes and dtypes, no memory) so a training step can run."""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from src.train import models
+from src.train.adapters import apply_adapter
+from src.train.estimate.quantized import quant_kind, quantize_like_transformers
+
+
+def model_config(cfg: DictConfig, model_path: str, num_labels: int):
+    """The Hugging Face config of the model, from its folder or hub cache (no weights read)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    if cfg.task.peft_task_type == "SEQ_CLS":
+        config.num_labels = num_labels
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = 0  # classification finds the last token through it; its id is moot
+    return config
+
+
+def simulated_model(cfg: DictConfig, hf_config, fake_mode: FakeTensorMode) -> torch.nn.Module:
+    """The adapted model as cfg would train it, holding fake tensors."""
+    with torch.device("meta"):
+        model = get_class(cfg.task.auto_class).from_config(hf_config, dtype=torch.float32)
+        kind = quant_kind(cfg.quant)
+        if kind is not None:
+            heads = cfg.model.head_modules if cfg.task.peft_task_type == "SEQ_CLS" else []
+            quantize_like_transformers(model, kind, models.head_skip_patterns(heads))
+            # What transformers' quantizer marks, so apply_adapter prepares k-bit training.
+            model.is_quantized = True
+            setattr(model, "is_loaded_in_8bit" if kind == "int8" else "is_loaded_in_4bit", True)
+        model = apply_adapter(model, cfg)
+        precision_plugin(cfg.precision.name).convert_module(model)
+    model.train()
+    _materialize(model, fake_mode)
+    return model
+
+
+def precision_plugin(name: str):
+    """Lightning's own plugin for the precision: the same conversion and autocast as a run."""
+    from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision, Precision
+
+    if name.endswith("-mixed"):
+        return MixedPrecision(name, device="cpu")
+    if name in ("bf16-true", "16-true"):
+        return HalfPrecision(name)
+    return Precision()
+
+
+def _materialize(model: torch.nn.Module, fake_mode: FakeTensorMode) -> None:
+    """Swap meta tensors for fake CPU ones: parameters, buffers and plain tensor attributes
+    (PEFT keeps prompt token ids that way). Shared tensors (tied weights) stay shared."""
+    made: dict[int, torch.Tensor] = {}
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in made:
+            with fake_mode:
+                made[id(t)] = torch.empty(t.shape, dtype=t.dtype, device="cpu")
+        return made[id(t)]
+
+    for module in model.modules():
+        for name, param in module._parameters.items():
+            if param is not None and param.device.type == "meta":
+                if id(param) not in made:
+                    made[id(param)] = torch.nn.Parameter(fake(param), param.requires_grad)
+                module._parameters[name] = made[id(param)]
+        for name, buffer in module._buffers.items():
+            if buffer is not None and buffer.device.type == "meta":
+                module._buffers[name] = fake(buffer)
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.device.type == "meta":
+                setattr(module, name, fake(value))
+            elif isinstance(value, dict) and any(
+                isinstance(v, torch.Tensor) for v in value.values()
+            ):
+                value.update({k: fake(v) for k, v in value.items() if _is_meta(v)})
+
+
+def _is_meta(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.device.type == "meta"

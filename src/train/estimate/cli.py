@@ -1,0 +1,90 @@
+"""python -m src.estimate [OVERRIDE ...] [--json]   (console script: ftsweep-estimate)
+
+The expected peak training memory and step time of the run `python -m src.train` would start
+with the same overrides, in seconds, without loading any weights. Bad input prints the same
+`error: N problem(s)` block as src.train and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+from src.errors import exit_on_config_error
+
+USAGE = __doc__.split("\n\n")[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip())
+        print("\nExamples:\n  python -m src.estimate +experiment=qlora_r8 data.batch_size=64")
+        print("  python -m src.estimate model=hf model.name_or_path=DIR task=generation \\")
+        print("      adapter=lora quant=nf4 trainer=gpu data.batch_size=4 data.max_length=2048")
+        return
+    as_json = "--json" in argv
+    overrides = [a for a in argv if a != "--json"]
+    from src.train.quiet import quiet_libraries
+
+    quiet_libraries()
+    with exit_on_config_error():
+        cfg = checked_config(overrides)
+        from src.train.estimate import available_memory_mb, estimate, format_estimate
+
+        est = estimate(cfg)
+    given = cfg.budget.memory_mb
+    budget = given if given is not None else available_memory_mb(est.device)
+    if as_json:
+        print(json.dumps({**asdict(est), "peak_mb": est.peak_mb, "step_ms": est.step_ms}))
+        return
+    print(format_estimate(est, title(cfg, est.device), sequence_note(cfg)))
+    if cfg.data.batch_size == "auto":
+        effective = cfg.data.effective_batch_size
+        print(
+            f"data.batch_size=auto: micro-batch {est.batch_size} x {effective // est.batch_size} "
+            f"accumulated = {effective} per optimizer step"
+        )
+    if budget is not None:
+        verdict = "fits in" if est.peak_mb <= budget else "does NOT fit in"
+        where = (
+            "budget.memory_mb"
+            if given is not None
+            else "this GPU's memory"
+            if est.device == "cuda"
+            else "the RAM available now"
+        )
+        print(f"{verdict} {where}: {budget:,.0f} MB")
+
+
+def checked_config(overrides: list[str]):
+    """Compose and validate as src.train does (every problem at once), model source included."""
+    from src.train import models, validate
+    from src.train.config import compose_checked
+
+    validate.raise_if(validate.command_line_problems(overrides))
+    cfg = compose_checked(overrides)
+    validate.raise_if(
+        validate.model_problems(cfg, models.num_hidden_layers(models.resolve_source(cfg.model)))
+    )
+    return cfg
+
+
+def title(cfg, device: str) -> str:
+    adapter = cfg.adapter.name
+    if cfg.adapter.peft is not None and "r" in cfg.adapter.peft:
+        adapter += f" r{cfg.adapter.peft.r}"
+    base = "" if cfg.quant.name == "none" else f" on a {cfg.quant.name} base"
+    checkpointing = ", activation checkpointing" if cfg.activation_checkpointing else ""
+    return (
+        f"Estimated training peak: model={cfg.model.name} adapter={adapter}{base}, "
+        f"precision={cfg.precision.name}, optim={cfg.optim.optimizer._target_.split('.')[-1]}"
+        f"{checkpointing}, on {device}"
+    )
+
+
+def sequence_note(cfg) -> str:
+    if cfg.data.pad_to_max_length:
+        return "data.pad_to_max_length: every batch has this length"
+    return "data.max_length; batches are padded to their longest row, so this is the worst case"

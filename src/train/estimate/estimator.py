@@ -1,0 +1,132 @@
+"""estimate(cfg): the memory sum and the step time of one configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from src.train import models
+from src.train.estimate.build import model_config, simulated_model
+from src.train.estimate.calibration import OVERHEAD
+from src.train.estimate.device import DeviceSpeed
+from src.train.estimate.micro_batch import auto_batch
+from src.train.estimate.quantized import SimQuantLinear
+from src.train.estimate.step import StepProfile, eight_bit_state_bytes, profile_steps
+
+MB = 2**20
+
+
+@dataclass
+class Estimate:
+    device: str
+    device_label: str | None  # None: that device is not on this machine, time not estimated
+    batch_size: int
+    sequence: int
+    virtual_tokens: int
+    params_total: int
+    params_trainable: int
+    weights_mb: float
+    gradients_mb: float
+    optimizer_mb: float
+    activations_mb: float
+    logits_mb: float
+    tensor_peak_mb: float
+    overhead_mb: float
+    gflops: float
+    time_parts_ms: dict[str, float] | None
+
+    @property
+    def temporaries_mb(self) -> float:
+        """The tensor peak beyond persistent state and saved activations (negative when the peak
+        comes before every gradient exists)."""
+        parts = self.weights_mb + self.gradients_mb + self.optimizer_mb + self.activations_mb
+        return self.tensor_peak_mb - parts
+
+    @property
+    def peak_mb(self) -> float:
+        return self.tensor_peak_mb + self.overhead_mb
+
+    @property
+    def step_ms(self) -> float | None:
+        return sum(self.time_parts_ms.values()) if self.time_parts_ms else None
+
+
+def estimate(
+    cfg: DictConfig,
+    sequence: int | None = None,
+    model_path: str | None = None,
+    batch_size: int | None = None,
+) -> Estimate:
+    """Estimate cfg's training peak memory and step time. sequence: the longest row a batch can
+    hold (default data.max_length: the worst case); model_path: the resolved model source;
+    batch_size: the micro-batch (default data.batch_size; `auto` picks the largest that fits
+    the memory budget, see micro_batch.py)."""
+    device = models.device_of(cfg)
+    model_path = model_path or models.resolve_source(cfg.model)
+    if batch_size is None and cfg.data.batch_size == "auto":
+        return auto_batch(cfg, lambda b: estimate(cfg, sequence, model_path, b), device)[2]
+    batch, seq = int(batch_size or cfg.data.batch_size), int(sequence or cfg.data.max_length)
+    num_labels = len(OmegaConf.select(cfg, "data.labels") or [0, 1])
+    hf_config = model_config(cfg, model_path, num_labels)
+    fake_mode = FakeTensorMode()
+    model = simulated_model(cfg, hf_config, fake_mode)
+    profile = profile_steps(cfg, model, _batch(cfg, batch, seq, fake_mode), fake_mode, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer, tensor_peak = profile.optimizer_bytes, profile.peak_bytes
+    if "8bit" in cfg.optim.optimizer._target_:  # simulated by AdamW: re-count its state
+        optimizer = eight_bit_state_bytes(trainable)
+        tensor_peak -= profile.optimizer_bytes - optimizer
+    calib = OVERHEAD[device]
+    present = device == "cpu" or torch.cuda.is_available()
+    speed = DeviceSpeed(device, cfg.paths.cache_dir) if present else None
+    return Estimate(
+        device=device,
+        device_label=speed.label if speed else None,
+        batch_size=batch,
+        sequence=seq,
+        virtual_tokens=int(OmegaConf.select(cfg, "adapter.peft.num_virtual_tokens") or 0),
+        params_total=_logical_params(model),
+        params_trainable=sum(p.numel() for p in trainable),
+        weights_mb=profile.weights_bytes / MB,
+        gradients_mb=profile.trainable_bytes / MB,
+        optimizer_mb=optimizer / MB,
+        activations_mb=profile.activation_bytes / MB,
+        logits_mb=profile.logits_bytes / MB,
+        tensor_peak_mb=tensor_peak / MB,
+        overhead_mb=calib["fixed_mb"] + calib["ratio"] * tensor_peak / MB,
+        gflops=profile.cost.flops / 1e9,
+        time_parts_ms=_time_parts(profile, speed, calib["step_fixed_ms"]) if speed else None,
+    )
+
+
+def _logical_params(model: torch.nn.Module) -> int:
+    stored = sum(p.numel() for p in model.parameters())
+    packed = [m for m in model.modules() if isinstance(m, SimQuantLinear)]
+    return stored + sum(m.logical_params() - m.weight.numel() for m in packed)
+
+
+def _batch(cfg: DictConfig, batch: int, seq: int, fake_mode) -> dict:
+    """A fake batch as the task's collator makes it (ids, mask, labels)."""
+    with fake_mode:
+        ids = torch.zeros((batch, seq), dtype=torch.long)
+        per_row = cfg.task.peft_task_type == "SEQ_CLS"
+        labels = torch.zeros((batch,) if per_row else (batch, seq), dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def _time_parts(profile: StepProfile, speed: DeviceSpeed, fixed_ms: float) -> dict[str, float]:
+    """Milliseconds per step: matmul-like ops at their measured speed, the rest at memory
+    bandwidth, plus the eager cost per op and the framework's per-step work."""
+    cost = profile.cost
+    matmul = sum(speed.matmul_s(*shape) for shape in cost.matmul_shapes)
+    parts = {
+        "matmuls": 1000 * matmul,
+        "memory-bound ops": 1000 * cost.bytes / speed.bytes_per_s(),
+        "per-op overhead": 1000 * cost.ops * speed.op_overhead_s(),
+        "framework": fixed_ms,
+    }
+    speed.save()
+    return parts

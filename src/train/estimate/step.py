@@ -1,0 +1,149 @@
+"""Two training steps of the simulated model on fake tensors: the exact live-tensor peak
+(LiveTensorBytes, the counter that measures real runs), the activations one forward keeps for
+backward, the optimizer state, and every op the step runs (for the time model)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from src.train.estimate.build import precision_plugin
+from src.train.measure import LiveTensorBytes
+
+STEPS = 2  # the second step has the optimizer state of the first and a full set of activations
+
+
+@dataclass
+class OpRecord:
+    """One op of a step, for the time model: its FLOPs (matmul-like ops), or the bytes it
+    reads and writes (everything else), keyed by what a benchmark needs to re-run it."""
+
+    flops: int = 0
+    bytes: int = 0
+    matmul_shapes: list = field(default_factory=list)  # (m, k, n, dtype) per matmul-like op
+    ops: int = 0
+
+
+class OpCost(TorchDispatchMode):
+    """Counts a step's ops: FLOPs of matmul-like ops (torch's own formulas), bytes moved by the
+    others; view ops and the fake tensors' own queries move nothing."""
+
+    def __init__(self):
+        super().__init__()
+        from torch.utils.flop_counter import flop_registry
+
+        self.formulas = flop_registry
+        self.record = OpRecord()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.namespace == "prim":
+            return out
+        self.record.ops += 1
+        packet = func.overloadpacket
+        if packet in self.formulas:
+            flops = self.formulas[packet](*args, **(kwargs or {}), out_val=out)
+            self.record.flops += flops
+            self.record.matmul_shapes.append(_mnk(flops, args, out))
+        elif not func.is_view:
+            tensors = [t for t in torch.utils._pytree.tree_flatten((args, out))[0] if _is_t(t)]
+            self.record.bytes += sum(t.numel() * t.element_size() for t in tensors)
+        return out
+
+
+def _is_t(value) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+def _mnk(flops: int, args, out) -> tuple:
+    """A matmul-like op as (flops, output rows x cols, dtype): enough to time one like it."""
+    rows = out.numel() // out.shape[-1] if out.dim() else 1
+    dtype = next((a.dtype for a in args if _is_t(a) and a.is_floating_point()), out.dtype)
+    return (flops, rows, out.shape[-1] if out.dim() else 1, str(dtype).removeprefix("torch."))
+
+
+@dataclass
+class StepProfile:
+    weights_bytes: int
+    trainable_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int
+    peak_bytes: int
+    logits_bytes: int
+    cost: OpRecord  # one step
+
+
+def profile_steps(
+    cfg: DictConfig, model: torch.nn.Module, batch: dict, fake_mode, device: str
+) -> StepProfile:
+    """Run STEPS optimizer steps of cfg's recipe on the fake model and count."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    plugin = precision_plugin(cfg.precision.name)
+    counter = LiveTensorBytes()
+    with fake_mode, counter:
+        counter.track_all(list(model.parameters()) + list(model.buffers()))
+        counter.track_all(batch.values())
+        weights = counter.live - sum(v.numel() * v.element_size() for v in batch.values())
+        optimizer = _optimizer(cfg, trainable, device)
+        for step in range(STEPS):
+            before = counter.live
+            cost = OpCost() if step == STEPS - 1 else contextlib.nullcontext()
+            with cost, plugin.forward_context():
+                out = model(**batch)
+            # A training step keeps only the loss (Lightning's training_step returns it): the
+            # logits go now, what backward needs of them autograd keeps.
+            loss, logits = out.loss, out.logits.numel() * out.logits.element_size()
+            del out
+            activations = counter.live - before
+            with cost:
+                loss.backward()
+                if cfg.trainer.gradient_clip_val:
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.trainer.gradient_clip_val)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            del loss
+    return StepProfile(
+        weights_bytes=weights,
+        trainable_bytes=sum(p.numel() * p.element_size() for p in trainable),
+        optimizer_bytes=_state_bytes(optimizer),
+        activation_bytes=activations,
+        peak_bytes=counter.peak,
+        logits_bytes=logits,
+        cost=cost.record,
+    )
+
+
+def _optimizer(cfg: DictConfig, params: list, device: str) -> torch.optim.Optimizer:
+    """The configured optimizer as it runs on the device: torch's use multi-tensor (foreach)
+    kernels on CUDA, whose temporaries count, and a loop on CPU. bitsandbytes' 8-bit ones run C
+    kernels that fake tensors cannot, so AdamW stands in and their state is re-counted
+    (eight_bit_state_bytes)."""
+    factory = instantiate(cfg.optim.optimizer)
+    foreach = device == "cuda"
+    if factory.func.__module__.startswith("bitsandbytes"):
+        return torch.optim.AdamW(params, lr=cfg.optim.lr, foreach=foreach)
+    return factory(params, foreach=foreach)
+
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    return sum(
+        v.numel() * v.element_size()
+        for state in optimizer.state.values()
+        for v in state.values()
+        if _is_t(v)
+    )
+
+
+def eight_bit_state_bytes(params: list, min_8bit_size: int = 4096, block: int = 256) -> int:
+    """bitsandbytes' 8-bit Adam state: two uint8 moments + an fp32 scale per 256-value block for
+    tensors of min_8bit_size values or more; smaller tensors keep two fp32 moments."""
+    total = 0
+    for p in params:
+        n = p.numel()
+        total += 2 * (n + 4 * -(-n // block)) if n >= min_8bit_size else 8 * n
+    return total

@@ -1,0 +1,40 @@
+"""The estimate as the user reads it: a sum, each line saying what it counts."""
+
+from __future__ import annotations
+
+from src.train.estimate.estimator import Estimate
+
+
+def format_estimate(est: Estimate, title: str, sequence_note: str) -> str:
+    tokens = f" + {est.virtual_tokens} virtual tokens" if est.virtual_tokens else ""
+    rows = [
+        ("weights", est.weights_mb, f"{_count(est.params_total)} params as stored"),
+        ("gradients", est.gradients_mb, f"trainable only: {_count(est.params_trainable)}"),
+        ("optimizer state", est.optimizer_mb, "created at the first step"),
+        ("activations", est.activations_mb, f"kept for backward; logits {est.logits_mb:,.1f} MB"),
+        ("step temporaries", est.temporaries_mb, "the rest of the tensor peak"),
+    ]
+    lines = [
+        title,
+        f"  batch {est.batch_size} x sequence {est.sequence}{tokens} ({sequence_note})",
+        *(f"  {name:<22}{mb:>12,.1f} MB   {note}" for name, mb, note in rows),
+        f"  {'= tensor peak':<22}{est.tensor_peak_mb:>12,.1f} MB",
+        f"  {'framework/allocator':<22}{est.overhead_mb:>12,.1f} MB   measured on {est.device}",
+        f"  {'= expected peak':<22}{est.peak_mb:>12,.1f} MB",
+    ]
+    if est.time_parts_ms is None:
+        lines.append(f"step time: not estimated (no {est.device} on this machine to measure)")
+    else:
+        parts = ", ".join(f"{k} {v:,.0f}" for k, v in est.time_parts_ms.items())
+        lines.append(
+            f"step time: {est.step_ms:,.0f} ms ({est.gflops:,.2f} GFLOP; {parts} ms) "
+            f"on {est.device_label}"
+        )
+    return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f}{unit}"
+    return str(n)

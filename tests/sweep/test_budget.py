@@ -1,0 +1,84 @@
+"""Budgets: a configuration whose estimate exceeds budget.memory_mb is recorded over_budget
+without a trial process; the sampler sees it as infeasible."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.errors import ConfigError
+from src.sweep import load_spec, run_sweep
+from src.sweep.configs import trial_config
+from src.sweep.report.table import format_table, trial_table
+from src.train.estimate import estimate
+
+BASE = [
+    "model=tiny_bert",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=32",
+    "data.test_size=64",
+    "data.batch_size=8",
+    "data.max_length=32",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+]
+SWEEP = """
+base: {base}
+space:
+  method:
+    type: categorical
+    choices:
+      lora: [adapter=lora]
+      full: [adapter=full]
+sampler: {{name: grid}}
+objectives: [{{metric: val/acc, direction: maximize}}]
+budget: {{memory_mb: {budget}}}
+n_trials: 2
+"""
+
+
+def test_a_configuration_over_the_memory_budget_is_pruned_without_a_process(sweep_env, store):
+    # The budget lies between the two methods' own estimates (full keeps gradients and AdamW
+    # state of every weight), so exactly one of them fits.
+    path, storage, overrides = sweep_env(SWEEP.format(base=BASE, budget=1))
+    lora, full = (
+        estimate(trial_config([*BASE, *overrides, f"adapter={a}"])).peak_mb
+        for a in ("lora", "full")
+    )
+    assert lora < full
+    path, storage, overrides = sweep_env(SWEEP.format(base=BASE, budget=(lora + full) / 2))
+    study = run_sweep(load_spec(path, overrides), "budget", storage, overrides=overrides)
+
+    by_method = {t.params["method"]: t for t in study.trials}
+    over, ran = by_method["full"], by_method["lora"]
+    assert over.state.name == "PRUNED" and over.user_attrs["reason"] == "over_budget"
+    assert "pid" not in over.user_attrs  # no trial process was started
+    assert over.user_attrs["estimate"]["peak_mb"] == pytest.approx(full, rel=0.01)
+    assert "budget.memory_mb" in over.user_attrs["fail_reason"]
+    assert over.constraints["memory"] > 0 >= ran.constraints["memory"]
+    assert ran.state.name == "COMPLETE" and "pid" in ran.user_attrs
+    # The run that trained logged its own estimate next to what it measured.
+    assert ran.user_attrs["metrics"]["estimate/peak_mb"] > 0
+
+    run = MlflowClient(store).get_run(over.user_attrs["run_id"])
+    assert run.data.tags["reason"] == "over_budget" and run.info.status == "KILLED"
+    assert run.data.metrics["estimate/peak_mb"] == pytest.approx(full, rel=0.01)
+    table = trial_table(study)
+    assert "PRUNED(over_budget)" in format_table(table)
+
+
+def test_budget_values_are_checked_with_the_sweep_file(sweep_env):
+    path, _, overrides = sweep_env(SWEEP.format(base=BASE, budget=-5))
+    with pytest.raises(ConfigError) as err:
+        load_spec(path, overrides)
+    assert "budget.memory_mb=-5: must be null or a number > 0" in str(err.value)
+
+
+def test_the_preflight_warns_about_a_method_that_can_never_fit(sweep_env, capsys):
+    path, storage, overrides = sweep_env(SWEEP.format(base=BASE, budget=1))
+    study = run_sweep(load_spec(path, overrides), "tiny_budget", storage, overrides=overrides)
+    err = capsys.readouterr().err
+    for method in ("lora", "full"):
+        assert f"warning: space.method.choices.{method}: estimated peak" in err
+    assert "exceeds the memory budget 1 MB (budget.memory_mb)" in err
+    assert [t.user_attrs["reason"] for t in study.trials] == ["over_budget"] * 2

@@ -1,0 +1,171 @@
+"""Pre-flight estimates: the simulated training step against the same step measured with the
+exact tensor counter, for every adapter x quantization x precision x task; a config-only
+estimate of a large architecture; data.batch_size=auto; the estimate logged by every run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
+
+from src.train import compose_config, models, train
+from src.train.adapters import apply_adapter
+from src.train.estimate import estimate
+from src.train.estimate.build import precision_plugin
+from src.train.measure import LiveTensorBytes
+from src.train.validate import config_problems
+
+BATCH, SEQ = 8, 32
+ADAPTERS = ["full", "freeze", "lora", "ia3", "prefix", "prompt"]
+COMBINATIONS = [
+    (task, adapter, quant, precision)
+    for task in ("classification", "generation")
+    for adapter in ADAPTERS
+    for quant in ("none", "int8", "nf4", "fp4")
+    for precision in ("32-true", "bf16-mixed", "bf16-true")
+]
+
+
+def measured_tensor_peak_mb(cfg) -> float:
+    """Two real optimizer steps of cfg's model, built by the code a run uses, under the exact
+    live-tensor counter that mem/tensor_peak_mb uses."""
+    torch.manual_seed(0)
+    model = apply_adapter(models.load_model(cfg, models.resolve_source(cfg.model), 2, 0), cfg)
+    plugin = precision_plugin(cfg.precision.name)
+    model = plugin.convert_module(model).train()
+    ids = torch.randint(1, 1000, (BATCH, SEQ))
+    per_row = cfg.task.peft_task_type == "SEQ_CLS"
+    labels = torch.zeros(BATCH, dtype=torch.long) if per_row else ids
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = instantiate(cfg.optim.optimizer)(params)
+    counter = LiveTensorBytes()
+    with counter:
+        counter.track_all([*model.parameters(), *model.buffers(), *batch.values()])
+        for _ in range(2):
+            with plugin.forward_context():
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.trainer.gradient_clip_val)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            del loss
+    return counter.peak / 2**20
+
+
+@pytest.mark.parametrize("task,adapter,quant,precision", COMBINATIONS)
+def test_the_estimate_matches_the_measured_tensor_peak(task, adapter, quant, precision):
+    cfg = compose_config(
+        [
+            f"model={'tiny_bert' if task == 'classification' else 'tiny_llama'}",
+            f"task={task}",
+            f"adapter={adapter}",
+            f"quant={quant}",
+            f"precision={precision}",
+            f"data.batch_size={BATCH}",
+            f"data.max_length={SEQ}",
+        ]
+    )
+    if config_problems(cfg):
+        pytest.skip("an impossible combination, refused before any run")
+    expected = estimate(cfg).tensor_peak_mb
+    assert expected == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.15)
+
+
+def test_activation_checkpointing_and_8bit_adam_are_estimated_as_they_measure():
+    for extra in (["activation_checkpointing=true"], ["optim=adamw8bit", "adapter=full"]):
+        cfg = compose_config(
+            ["model=tiny_llama", "task=generation", f"data.batch_size={BATCH}", *extra]
+        )
+        cfg.data.max_length = SEQ
+        assert estimate(cfg).tensor_peak_mb == pytest.approx(
+            measured_tensor_peak_mb(cfg), rel=0.15
+        )
+
+
+LLAMA_3_8B = {  # Meta-Llama-3-8B's config.json (architecture only; no weights exist here)
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 500000.0,
+    "tie_word_embeddings": False,
+    "vocab_size": 128256,
+    "torch_dtype": "bfloat16",
+}
+
+
+def test_a_large_architecture_is_estimated_from_its_config_alone(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_3_8B))
+    common = [
+        "model=hf",
+        f"model.name_or_path={tmp_path}",
+        "task=generation",
+        "adapter=lora",
+        "adapter.peft.r=16",
+        "trainer=gpu",
+        "data.batch_size=4",
+        "data.max_length=2048",
+    ]
+    qlora = [*common, "quant=nf4", "precision=bf16-mixed", "activation_checkpointing=true"]
+    done = subprocess.run(
+        [sys.executable, "-m", "src.estimate", *qlora, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    est = json.loads(done.stdout)
+    assert est["params_total"] == 8_030_261_248 + 6_815_744  # Llama-3-8B + LoRA r16 on q, v
+    # 4-bit base: about 0.5 byte per quantized weight, the embeddings and head kept in fp32.
+    embeddings_mb = 2 * 128256 * 4096 * 4 / 2**20
+    assert embeddings_mb < est["weights_mb"] < embeddings_mb + 0.6 * 7.0e9 / 2**20
+    full_sequence = estimate(compose_config([*common, "precision=bf16-true"]))
+    assert full_sequence.activations_mb > 3 * est["activations_mb"]  # checkpointing keeps less
+    assert est["logits_mb"] == pytest.approx(4 * 2048 * 128256 * 2 / 2**20)  # bf16 logits
+
+
+def test_batch_size_auto_picks_the_largest_micro_batch_that_fits(tmp_path):
+    base = ["model=tiny_bert", "data.max_length=64", "data.effective_batch_size=64"]
+    at = {b: estimate(compose_config([*base, f"data.batch_size={b}"])).peak_mb for b in (16, 32)}
+    budget = (at[16] + at[32]) / 2
+    auto = [*base, "data.batch_size=auto", f"budget.memory_mb={budget}"]
+    assert estimate(compose_config(auto)).batch_size == 16
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    run_args = [
+        *auto,
+        "data.max_train_samples=64",
+        "data.max_eval_samples=32",
+        "trainer.max_steps=2",
+        "summary=false",
+        "checkpoint.enabled=false",
+        f"paths.root={tmp_path}",
+        f"logger.tracking_uri={store}",
+    ]
+    metrics = train(compose_config(run_args))
+    assert metrics["estimate/peak_mb"] <= budget
+    run = MlflowClient(store).search_runs(
+        [e.experiment_id for e in MlflowClient(store).search_experiments()]
+    )[0]
+    assert run.data.params["data.batch_size"] == "16"
+    assert run.data.params["trainer.accumulate_grad_batches"] == "4"
+
+
+def test_every_run_logs_its_estimate_next_to_the_measurement(make_cfg):
+    cfg = make_cfg("data.pad_to_max_length=true", "data.max_length=32", "data.batch_size=8")
+    metrics = train(cfg)
+    assert metrics["estimate/tensor_peak_mb"] == pytest.approx(
+        metrics["mem/tensor_peak_mb"], rel=0.15
+    )
+    assert metrics["estimate/peak_mb"] >= metrics["estimate/tensor_peak_mb"]
+    assert metrics["estimate/step_ms"] > 0 and metrics["time/step_ms"] > 0
