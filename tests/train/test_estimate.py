@@ -83,9 +83,7 @@ def test_activation_checkpointing_and_8bit_adam_are_estimated_as_they_measure():
             ["model=tiny_llama", "task=generation", f"data.batch_size={BATCH}", *extra]
         )
         cfg.data.max_length = SEQ
-        assert estimate(cfg).tensor_peak_mb == pytest.approx(
-            measured_tensor_peak_mb(cfg), rel=0.15
-        )
+        assert estimate(cfg).tensor_peak_mb == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.15)
 
 
 LLAMA_3_8B = {  # Meta-Llama-3-8B's config.json (architecture only; no weights exist here)
