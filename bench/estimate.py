@@ -10,8 +10,8 @@ sequence); the run logs its own estimate next to what it measured:
   time/step_ms        median wall time between optimizer steps after 2 warm-up steps
 
 --calibrate fits what tensors cannot show (src/train/estimate/calibration.py: resident memory
-beyond the tensor peak as fixed + ratio x tensor peak; Lightning's fixed work per step) on the
-tiny-model rows only, rewrites that file, and reports every row with the new numbers, so the
+beyond the tensor peak as fixed + ratio x heap-served bytes; Lightning's fixed work per step) on
+the tiny-model rows only, rewrites that file, and reports every row with the new numbers, so the
 shipped experiments' rows are out of sample. Results: bench/results/estimate.json.
 
     .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING] [--steps 8]
@@ -36,6 +36,7 @@ CALIBRATION = ROOT / "src" / "train" / "estimate" / "calibration.py"
 SMALL_DATA = [
     "data.max_train_samples=256",
     "data.max_eval_samples=32",
+    "data.test_size=64",
     "data.pad_to_max_length=true",
 ]
 TINY = [
@@ -120,16 +121,20 @@ def progress_line(name: str, metrics: dict, row: dict) -> str:
 
 
 def fit_overhead(rows: list[dict]) -> dict:
-    """Least squares of (resident - tensor estimate) = fixed + ratio x tensor estimate, and the
-    median of (measured - modelled) step time, over the calibration rows."""
-    xs = [r["estimate/tensor_peak_mb"] for r in rows]
+    """Least squares of (resident - estimated tensor peak) = fixed + heap_ratio x estimated
+    heap-served MB, and the median of (measured - modelled) step time, over the given rows."""
+    xs = [r["estimate/heap_mb"] for r in rows]
     ys = [r["mem/peak_mb"] - r["estimate/tensor_peak_mb"] for r in rows]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     var = sum((x - mean_x) ** 2 for x in xs)
     ratio = max(0.0, sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var)
     fixed = max(0.0, mean_y - ratio * mean_x)
-    step = statistics.median(r["time/step_ms"] - r["modelled_step_ms"] for r in rows)
-    return {"fixed_mb": round(fixed, 1), "ratio": round(ratio, 3), "step_fixed_ms": round(step, 1)}
+    step = max(0.0, statistics.median(r["time/step_ms"] - r["modelled_step_ms"] for r in rows))
+    return {
+        "fixed_mb": round(fixed, 1),
+        "heap_ratio": round(ratio, 3),
+        "step_fixed_ms": round(step, 1),
+    }
 
 
 def write_calibration(cpu: dict) -> None:
@@ -144,7 +149,7 @@ def write_calibration(cpu: dict) -> None:
 
 def apply(row: dict, calib: dict) -> dict:
     tensor = row["estimate/tensor_peak_mb"]
-    peak = tensor + calib["fixed_mb"] + calib["ratio"] * tensor
+    peak = tensor + calib["fixed_mb"] + calib["heap_ratio"] * row["estimate/heap_mb"]
     step = row["modelled_step_ms"] + calib["step_fixed_ms"]
     return {
         **row,

@@ -24,6 +24,10 @@ def pytest_configure(config):
     os.environ.setdefault("FTSWEEP_CACHE", str(Path(config.rootpath) / ".pytest_cache" / "ftsweep"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # A shell that sourced .cluster/env must not send every test's sweep to PostgreSQL or the
+    # MLflow server: tests that want the cluster read .cluster/env themselves.
+    for name in ("FTSWEEP_STORAGE", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture

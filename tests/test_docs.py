@@ -6,8 +6,10 @@ would type them, with tiny models and a few steps appended:
   - `python -m src.train|sweep|report`, `ftsweep-*` and `make train|sweep|report` run for real;
   - a command that needs the hub or a GPU (model=hf, data=hf, trainer=gpu) is composed and
     validated instead (nothing is downloaded here);
-  - other make targets (install, test, lint, ui, bench) are dry-run (`make -n`): the target must
-    exist; running them here would recurse into the suite or start a server;
+  - other make targets (install, test, lint, ui, bench, cluster-up) are dry-run (`make -n`): the
+    target must exist; running them here would recurse into the suite or start a server;
+  - `source FILE` sets up the user's shell (a cluster's environment) and is skipped: the commands
+    after it run here with the embedded defaults;
   - a ```bash block followed directly by a ```text block must print exactly that text.
 Inline commands with placeholders (NAME, S, URL, `...`, `[...]`) are templates, not commands, and
 an entry named without arguments (`ftsweep-train`) is a name.
@@ -86,8 +88,10 @@ def _inside_block(text: str, pos: int) -> bool:
 
 
 def as_argv(command: str) -> tuple[str, list[str]]:
-    """('run' | 'compose' | 'dry-run', argv) for a documented command."""
+    """('run' | 'compose' | 'dry-run' | 'skip', argv) for a documented command."""
     words = shlex.split(command)
+    if words[0] in ("source", "."):
+        return "skip", words
     if words[0] == "eval":  # eval "$(CMD)": CMD must run and print a script
         return "run", _entry(shlex.split(words[1].removeprefix("$(").removesuffix(")")))
     if words[0] == "make":
@@ -149,6 +153,8 @@ def test_every_documented_command_runs(doc, tmp_path):
     assert commands, f"no commands found in {doc.name}"
     for command, expected in commands:
         mode, argv = as_argv(command)
+        if mode == "skip":
+            continue
         if mode == "compose":
             assert command_line_problems(argv) == [], command
             continue
@@ -180,6 +186,7 @@ def test_the_parser_finds_blocks_inline_commands_and_expectations(tmp_path):
         "n_trials=3",
     ]
     assert as_argv("make ui")[0] == "dry-run"
+    assert as_argv("source .cluster/env")[0] == "skip"
     assert as_argv('eval "$(.venv/bin/ftsweep-train -sc install=bash)"')[1][1:] == [
         "-m",
         "src.train",

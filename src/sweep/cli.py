@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from src.errors import ConfigError, exit_on_config_error
-from src.sweep import DEFAULT_STORAGE
+from src.sweep import STORAGE_ENV, default_storage
 
 EXIT_ABORTED = 1  # a trial bug stopped the sweep (SweepAborted)
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: resumable
@@ -20,8 +21,13 @@ class Setting:
     key: str
     kind: type
     doc: str
-    default: object = None  # None: the sweep file's value, or what the doc says
+    # None: the sweep file's value, or what the doc says; a function: called at parse time
+    # (a default read from the environment of this invocation)
+    default: object = None
     minimum: int | None = None
+
+    def resolved_default(self):
+        return self.default() if callable(self.default) else self.default
 
 
 SETTINGS = [
@@ -37,7 +43,12 @@ SETTINGS = [
         str,
         "Optuna study name; an existing one is resumed (default: the sweep's name)",
     ),
-    Setting("storage", str, "Optuna storage URL", DEFAULT_STORAGE),
+    Setting(
+        "storage",
+        str,
+        f"Optuna storage URL (default: ${STORAGE_ENV} if set, else the SQLite file)",
+        default_storage,
+    ),
     Setting("timeout", float, "no trial starts after this many seconds (default: the file's)"),
     Setting(
         "verbose",
@@ -79,6 +90,19 @@ SETTINGS = [
     Setting(
         "allow_space_change", bool, "true: resume a study although its search space changed", False
     ),
+    Setting(
+        "budget.memory_mb",
+        float,
+        "a trial whose estimated peak memory exceeds this is pruned over_budget unlaunched "
+        "(default: the file's, else the GPU's memory, or the RAM available / workers on CPU)",
+        minimum=1,
+    ),
+    Setting(
+        "budget.step_ms",
+        float,
+        "likewise for the estimated time per training step (default: the file's, else none)",
+        minimum=1,
+    ),
 ]
 BY_KEY = {s.key: s for s in SETTINGS}
 EXAMPLES = """examples:
@@ -102,13 +126,17 @@ def help_text() -> str:
         "settings:",
     ]
     for s in SETTINGS:
-        default = "" if s.default is None else f" [{_show(s.default)}]"
+        value = s.resolved_default()
+        default = "" if value is None else f" [{_show(value)}]"
         lines.append(f"  {(s.key + '=' + s.kind.__name__.upper()):<{width}} {s.doc}{default}")
     return "\n".join([*lines, "", EXAMPLES])
 
 
 def _show(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    password = urlsplit(str(value)).password if "://" in str(value) else None
+    return str(value).replace(f":{password}@", ":***@", 1) if password else str(value)
 
 
 def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
@@ -146,7 +174,7 @@ def _parse(setting: Setting, text: str) -> tuple[object, str | None]:
         value = None
     if value is None or (setting.minimum is not None and value < setting.minimum):
         low = f" >= {setting.minimum}" if setting.minimum is not None else ""
-        noun = "an integer" if setting.kind is int else "a number of seconds"
+        noun = "an integer" if setting.kind is int else "a number"
         shown = text if value is None else value
         return text, f"{setting.key}={shown!r}: must be {noun}{low}"
     return value, None
@@ -178,7 +206,7 @@ def _checked(settings: dict, overrides: list[str]):
     spec.max_failures = settings.get("max_failures", spec.max_failures)
     spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
     study_name = settings.get("study_name", spec.name)
-    storage = settings.get("storage", BY_KEY["storage"].default)
+    storage = settings["storage"] if "storage" in settings else default_storage()
     preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
     return spec, study_name, storage
 
@@ -202,6 +230,11 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
                 workers=settings.get("workers", 1),
                 heartbeat_s=settings.get("heartbeat_s"),
                 confirm=(settings.get("confirm.top", 0), settings.get("confirm.seeds", 2)),
+                budget={
+                    key.removeprefix("budget."): value
+                    for key, value in settings.items()
+                    if key.startswith("budget.")
+                },
             )
     except SweepAborted as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

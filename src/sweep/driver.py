@@ -57,7 +57,7 @@ def next_trial(ctx: SweepContext, plan: Plan):
     """Ask for the next trial, or None when the sweep is done. Counting and asking happen under
     one lock, so local workers on one SQLite study never start more trials than wanted."""
     study, name = ctx.study, ctx.study.study_name
-    with slot_lock(ctx.storage):
+    with slot_lock(ctx.storage, ctx.study.study_name):  # studies do not wait for each other
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
         if counted(study) >= plan.n_trials:
             return None

@@ -19,6 +19,7 @@ from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
 from src.sweep.storage import open_study
 from src.sweep.tracking import SweepRuns
 from src.sweep.trial import SweepContext, interrupted
+from src.sweep.urls import display_url
 from src.sweep.workers import run_workers
 from src.train import tracking
 
@@ -113,6 +114,6 @@ def resume_hint(
     )
     return (
         f"[sweep {study_name}] interrupted.{again} Resume with:\n"
-        f"  python -m src.sweep sweep={spec.path} study_name={study_name} storage={storage} "
-        + " ".join(overrides)
+        f"  python -m src.sweep sweep={spec.path} study_name={study_name} "
+        f"storage={display_url(storage)} " + " ".join(overrides)
     ).rstrip()

@@ -1,12 +1,18 @@
 """The study and its storage: Optuna RDB storage with heartbeats (a trial whose driver stops
-beating is failed and re-queued by the next driver that looks), the SQLite slot lock shared by
-local workers, and opening (or resuming) a study."""
+beating is failed and re-queued by the next driver that looks) that rides out a lost database
+connection (a PostgreSQL restart), the slot lock under which a driver counts and asks (a file
+lock for SQLite, an advisory lock for PostgreSQL), and opening (or resuming) a study."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import inspect
+import threading
+import time
 import warnings
+import zlib
 from pathlib import Path
 
 import optuna
@@ -28,9 +34,85 @@ with warnings.catch_warnings():
     REQUEUE = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
 
 
+RECONNECT_S = 120  # how long a lost database connection is retried before the error stands
+
+
 def _engine_kwargs(url: str) -> dict:
-    # The trial process writes to the same SQLite file: wait for its lock rather than fail.
-    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if url.startswith("sqlite"):
+        # The trial process writes to the same SQLite file: wait for its lock rather than fail.
+        return {"connect_args": {"timeout": 60}}
+    if _backend(url) == "postgresql":
+        # After a server restart every pooled connection is dead: test one before using it, and
+        # do not hang on a server that does not answer (the retry below waits instead).
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    return {}
+
+
+def _backend(url: str) -> str:
+    return url.split(":", 1)[0].split("+")[0]
+
+
+def _connection_lost(err: BaseException) -> bool:
+    """Whether err (or what it was raised from) is a lost or refused database connection, which
+    a retry on a fresh connection can cure; not a bad query, a constraint or bad data."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    while err is not None:
+        if isinstance(err, DBAPIError) and (
+            err.connection_invalidated or isinstance(err, (OperationalError, InterfaceError))
+        ):
+            return True
+        err = err.__cause__
+    return False
+
+
+_retrying = threading.local()
+
+
+def reconnecting(call, *args, **kwargs):
+    """call(*args, **kwargs), retried with a fresh connection for up to RECONNECT_S while the
+    database is unreachable (a restart takes seconds). Nested calls do not retry on their own."""
+    if getattr(_retrying, "active", False):
+        return call(*args, **kwargs)
+    deadline, delay, warned = time.monotonic() + RECONNECT_S, 0.2, False
+    _retrying.active = True
+    try:
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except Exception as err:
+                if not _connection_lost(err) or time.monotonic() + delay > deadline:
+                    raise
+                if not warned:
+                    print(f"[sweep] storage connection lost; retrying for up to {RECONNECT_S} s")
+                    warned = True
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+    finally:
+        _retrying.active = False
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage on a database server whose every operation survives a lost
+    connection (reconnecting); a wrong password is retried too, but the preflight has caught it.
+    A write whose commit reached the server but whose answer was lost is sent again: with a
+    restart at that very moment a trial could be created twice (Optuna's own retry of
+    create_new_trial has the same window)."""
+
+
+def _retried(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        return reconnecting(method, self, *args, **kwargs)
+
+    return wrapper
+
+
+# Private ones too: Optuna's cache wrapper and fail_stale_trials call _create_new_trial,
+# _get_trials, _get_stale_trial_ids... directly.
+for _name, _method in vars(optuna.storages.RDBStorage).items():
+    if inspect.isfunction(_method) and not _name.startswith("__"):
+        setattr(ReconnectingRDBStorage, _name, _retried(_method))
 
 
 def open_storage(storage: str, heartbeat_s: int | None = None):
@@ -42,16 +124,18 @@ def open_storage(storage: str, heartbeat_s: int | None = None):
         from sqlalchemy.engine import make_url
 
         Path(make_url(storage).database).parent.mkdir(parents=True, exist_ok=True)
-    if storage.split(":", 1)[0].split("+")[0] not in RDB_SCHEMES:
+    if _backend(storage) not in RDB_SCHEMES:
         return storage
     beat = heartbeat_s or HEARTBEAT_S
-    return optuna.storages.RDBStorage(
-        storage,
-        heartbeat_interval=beat,
-        grace_period=3 * beat,
-        heartbeat_stale_trial_callback=on_stale_trial,
-        engine_kwargs=_engine_kwargs(storage),
-    )
+    kwargs = {
+        "heartbeat_interval": beat,
+        "grace_period": 3 * beat,
+        "heartbeat_stale_trial_callback": on_stale_trial,
+        "engine_kwargs": _engine_kwargs(storage),
+    }
+    if _backend(storage) == "sqlite":  # a file: no connection to lose (its lock has a timeout)
+        return optuna.storages.RDBStorage(storage, **kwargs)
+    return reconnecting(ReconnectingRDBStorage, storage, **kwargs)  # it connects at once
 
 
 def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -111,9 +195,15 @@ def heartbeat(study, trial):
 
 
 @contextlib.contextmanager
-def slot_lock(storage: str):
-    """An exclusive file lock next to a SQLite study (local workers); other storages: none
+def slot_lock(storage: str, name: str = "slots"):
+    """Held while a driver counts trials and asks for one, so workers never start more trials
+    than wanted: a file lock next to a SQLite study (local workers), an advisory lock on
+    PostgreSQL (workers on any host; name narrows it, e.g. to one study); other storages: none
     (several hosts may then overshoot n_trials by at most workers - 1, like Optuna's own)."""
+    if _backend(storage) == "postgresql":
+        with _advisory_lock(storage, name):
+            yield
+        return
     if not storage.startswith("sqlite:///"):
         yield
         return
@@ -124,6 +214,41 @@ def slot_lock(storage: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@functools.cache
+def _lock_engine(url: str):
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, pool_size=1, **_engine_kwargs(url))
+
+
+@contextlib.contextmanager
+def _advisory_lock(url: str, name: str):
+    """PostgreSQL's lock on a number, held by an open transaction: the server releases it when
+    the transaction ends, or when the connection dies with its driver."""
+    import sqlalchemy
+
+    key = zlib.crc32(f"ftsweep:{name}".encode())
+    conn = reconnecting(_locked_connection, _lock_engine(url), key)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):  # a dead connection: unlocked
+            conn.rollback()
+        conn.close()
+
+
+def _locked_connection(engine, key: int):
+    import sqlalchemy
+
+    conn = engine.connect()
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def counted(study: optuna.Study) -> int:

@@ -14,6 +14,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from src.sweep.outcomes import MLFLOW_STATUS
+from src.sweep.urls import display_url
 from src.train import tracking
 
 
@@ -78,7 +79,7 @@ class SweepRuns:
             "sweep": spec.name,
             "sweep_file": str(spec.path),
             "study_name": study_name,
-            "storage": storage,
+            "storage": display_url(storage),  # a password stays out of MLflow
             "n_trials": n_trials,
             "timeout": spec.timeout,
             "sampler": json.dumps(spec.sampler),

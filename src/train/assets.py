@@ -50,6 +50,18 @@ def gguf_converted(package: str, filename: str, cache_dir: str, pip_name: str) -
     return str(folder)
 
 
+def gguf_config_source(
+    package: str, filename: str, cache_dir: str, pip_name: str
+) -> tuple[str, dict]:
+    """Where the config of a GGUF model can be read without converting (loading) its weights:
+    the converted folder when it exists, else the GGUF file's own metadata."""
+    gguf_path = _gguf_file(package, filename, pip_name)
+    folder = Path(cache_dir) / "gguf" / f"{gguf_path.stem}-{_sha256(gguf_path)[:16]}"
+    if _complete(folder):
+        return str(folder), {}
+    return str(gguf_path.parent), {"gguf_file": gguf_path.name}
+
+
 def _gguf_file(package: str, filename: str, pip_name: str) -> Path:
     # embedded_asset finds the package without importing it, and raises MissingAssetError
     # (naming the pip command) when it is not installed.

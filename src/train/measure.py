@@ -3,7 +3,8 @@
 Peak memory (`mem/peak_mb`):
   * CUDA: the caching allocator's peak (`torch.cuda.max_memory_allocated`), reset right before fit.
   * CPU: the process's peak resident set during fit (VmHWM, reset through /proc/self/clear_refs
-    right before fit) minus the resident set just before the model was built. It therefore
+    right before fit) minus the resident set just before the model was built (after giving
+    malloc's free heap memory back, so earlier work's leftovers are not reused unseen). It therefore
     covers weights, gradients, optimizer state, activations and allocator slack of this run, and
     excludes the interpreter and imported libraries.
 
@@ -14,6 +15,7 @@ workspace: what the estimator (src/train/estimate/) predicts before any overhead
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import time
 import weakref
@@ -47,6 +49,14 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def trim_heap() -> None:
+    """glibc's malloc_trim(0): return the heaps' free memory to the system (no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_rss_mb() -> float:
     return _status_kb("VmHWM") / 1024
 
@@ -59,6 +69,10 @@ class PeakMemory:
         self.baseline_mb = 0.0
 
     def baseline(self) -> None:
+        if not self.cuda:
+            # Memory freed before this point (data preparation, the pre-flight estimate) stays
+            # resident in malloc's heap and would be reused unseen: give it back first.
+            trim_heap()
         self.baseline_mb = torch.cuda.memory_allocated() / 2**20 if self.cuda else rss_mb()
 
     def start(self) -> None:
@@ -137,15 +151,22 @@ class StepTimer(pl.Callback):
         return sum(self.tokens) / sum(self.intervals) if self.intervals else float("nan")
 
 
+# glibc malloc, which serves the CPU allocator, maps blocks of 32 MB and more on their own and
+# gives them back when freed; smaller blocks come from heaps that keep freed memory and fragment.
+# So a process's resident memory exceeds its live tensors by a share of the small-block bytes.
+HEAP_BLOCK_MAX = 32 * 2**20
+
+
 class LiveTensorBytes(TorchDispatchMode):
     """Bytes of every tensor storage alive, counted when an op creates it and released when it is
     freed (storages keep their Python object alive as long as they live, so a weakref finalizer
     fires exactly then). Works on real and on fake tensors, so the estimator and the measurement
-    count the same way. Tensors that existed before entering are counted through track()."""
+    count the same way. Tensors that existed before entering are counted through track().
+    small_at_peak: of the peak, the bytes in blocks under HEAP_BLOCK_MAX (heap-served on CPU)."""
 
     def __init__(self):
         super().__init__()
-        self.live = self.peak = 0
+        self.live = self.peak = self.small = self.small_at_peak = 0
         self._tracked: dict[int, object] = {}
 
     def track(self, tensor: torch.Tensor) -> None:
@@ -155,7 +176,9 @@ class LiveTensorBytes(TorchDispatchMode):
             return
         size = storage.nbytes()
         self.live += size
-        self.peak = max(self.peak, self.live)
+        self.small += size if size < HEAP_BLOCK_MAX else 0
+        if self.live > self.peak:
+            self.peak, self.small_at_peak = self.live, self.small
         self._tracked[key] = weakref.finalize(storage, self._release, key, size)
 
     def track_all(self, tensors) -> None:
@@ -165,6 +188,7 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def _release(self, key: int, size: int) -> None:
         self.live -= size
+        self.small -= size if size < HEAP_BLOCK_MAX else 0
         self._tracked.pop(key, None)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):

@@ -73,6 +73,18 @@ def resolve_source(model_cfg: DictConfig) -> str:
     return instantiate_checked(model_cfg.source)
 
 
+def config_source(model_cfg: DictConfig) -> tuple[str, dict]:
+    """(folder or hub name, AutoConfig kwargs) to read the model's config without loading its
+    weights: an embedded GGUF model is not converted just to read its shape."""
+    source = model_cfg.source
+    if source._target_.endswith("assets.gguf_converted"):
+        from src.train.assets import gguf_config_source
+
+        kwargs = {k: v for k, v in source.items() if k != "_target_"}
+        return gguf_config_source(**kwargs)
+    return resolve_source(model_cfg), {}
+
+
 def resolve_tokenizer_path(model_cfg: DictConfig, model_path: str) -> str:
     tok = model_cfg.get("tokenizer")
     if tok is None:
@@ -151,11 +163,11 @@ def device_of(cfg: DictConfig) -> str:
     return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
-def num_hidden_layers(model_path: str) -> int | None:
+def num_hidden_layers(model_path: str, **config_kwargs) -> int | None:
     """Layer count from the config alone (no weights loaded), for validation."""
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model_path).num_hidden_layers
+        return AutoConfig.from_pretrained(model_path, **config_kwargs).num_hidden_layers
     except Exception:  # noqa: BLE001 - unknown architectures are checked later, at load time
         return None

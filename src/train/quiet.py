@@ -2,14 +2,16 @@
 
 Silenced, because they say nothing to a user of this tool: Lightning's "GPU available" lines and
 "Tip" banners, transformers' weight-loading bar and load report (a new classification head is
-expected to be missing from the checkpoint), MLflow's store-creation messages, bitsandbytes'
-warning that an optional `kernels` package is absent, and deprecation notices the libraries emit
-about each other. Call before those libraries are imported: some speak at import time.
+expected to be missing from the checkpoint), MLflow's store-creation messages and its per-run
+links to a tracking server, bitsandbytes' warning that an optional `kernels` package is absent,
+and deprecation notices the libraries emit about each other. Call before those libraries are
+imported: some speak at import time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 QUIET_LOGGERS = {
@@ -22,6 +24,8 @@ QUIET_LOGGERS = {
 
 
 def quiet_libraries() -> None:
+    # MLflow prints a "View run ..." link per run when it logs to a tracking server.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
     for category in (DeprecationWarning, FutureWarning):

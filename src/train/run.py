@@ -172,7 +172,8 @@ def estimate_run(cfg: DictConfig, inputs: Inputs) -> dict[str, float]:
             f"no pre-flight estimate for this run: {type(err).__name__}: {err}", stacklevel=2
         )
         nan = float("nan")
-        return {"estimate/peak_mb": nan, "estimate/tensor_peak_mb": nan, "estimate/step_ms": nan}
+        keys = ("peak_mb", "tensor_peak_mb", "heap_mb", "step_ms")
+        return {f"estimate/{key}": nan for key in keys}
     if cfg.data.batch_size == "auto":  # the estimate chose the micro-batch: train with it
         effective = cfg.data.effective_batch_size
         cfg.data.batch_size = est.batch_size
@@ -186,6 +187,7 @@ def estimate_run(cfg: DictConfig, inputs: Inputs) -> dict[str, float]:
     return {
         "estimate/peak_mb": est.peak_mb,
         "estimate/tensor_peak_mb": est.tensor_peak_mb,
+        "estimate/heap_mb": est.heap_mb,
         "estimate/step_ms": est.step_ms if est.step_ms is not None else float("nan"),
     }
 

@@ -59,7 +59,10 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
     client = MlflowClient(uri)
     existing = client.get_experiment_by_name(name)
     if existing is None:
-        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        # A tracking server stores artifacts itself (--artifacts-destination): a local folder
+        # would leave them on whichever machine created the experiment.
+        remote = uri.startswith(("http://", "https://"))
+        location = Path(artifact_root).resolve().as_uri() if artifact_root and not remote else None
         try:
             client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
         except mlflow.exceptions.MlflowException:  # created meanwhile by another process

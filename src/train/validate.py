@@ -128,6 +128,12 @@ def combination_problems(cfg: DictConfig) -> list[str]:
             "data.batch_size=auto needs data.effective_batch_size=N: the batch each optimizer "
             "step sees (micro-batch x trainer.accumulate_grad_batches)"
         )
+    if cfg.adapter.name == "prefix" and OmegaConf.select(cfg, "activation_checkpointing"):
+        problems.append(
+            "adapter=prefix with activation_checkpointing=true is impossible: PEFT's prefix "
+            "tuning does not work with gradient checkpointing; use another adapter or "
+            "activation_checkpointing=false"
+        )
     if quantized and cfg.adapter.name == "ia3" and cfg.precision.name == "bf16-true":
         problems.append(
             f"adapter=ia3 with quant={cfg.quant.name} and precision=bf16-true fails inside PEFT "

@@ -30,10 +30,18 @@ def test_sweep_help_lists_every_setting():
 
 def test_bad_settings_are_one_error_block_and_exit_2(tmp_path):
     proc = run(
-        sys.executable, "-m", "src.sweep", "n_trials=0", "verbose=maybe", "nokey", cwd=tmp_path
+        sys.executable,
+        "-m",
+        "src.sweep",
+        "n_trials=0",
+        "verbose=maybe",
+        "nokey",
+        "budget.memory_mb=lots",
+        cwd=tmp_path,
     )
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: 3 problem(s)") and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: 4 problem(s)") and "Traceback" not in proc.stderr
+    assert "budget.memory_mb='lots': must be a number >= 1" in proc.stderr
     assert not (tmp_path / "mlruns").exists()  # nothing was created
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from src.errors import first_line
+from src.sweep.urls import display_url
 
 ALLOWED_STORAGE = (
     "sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, "
@@ -53,17 +54,6 @@ def storage_problems(url: str) -> list[str]:
     if backend in ("postgresql", "mysql"):
         return [where + p for p in _server_problems(parsed)]
     return [f"{where}scheme '{parsed.drivername}' is not supported; use {ALLOWED_STORAGE}"]
-
-
-def display_url(url: str) -> str:
-    """The URL as messages show it: any password masked."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - malformed: shown as given
-        return url
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def _sqlite_problems(database: str | None) -> list[str]:
@@ -115,8 +105,11 @@ def _server_problems(parsed) -> list[str]:
         dialect.import_dbapi()
     except ImportError as err:
         package = DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
+        # A bare postgresql:// means psycopg2 on SQLAlchemy 2.0; the project installs psycopg 3.
+        other = " (or write postgresql+psycopg://...)" if dialect.driver == "psycopg2" else ""
         return [
-            (f"database driver '{dialect.driver}' is not installed ({err}): pip install {package}")
+            f"database driver '{dialect.driver}' is not installed ({err}): pip install "
+            f"{package}{other}"
         ]
     return _connect_problems(parsed, dialect.driver)
 

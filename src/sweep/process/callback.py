@@ -61,11 +61,12 @@ def _load_trial(job):
     import optuna
 
     from src.sweep.samplers import build_pruner
+    from src.sweep.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(
         study_name=job.study_name,
-        storage=job.storage,
+        storage=open_storage(job.storage),  # reconnects if PostgreSQL restarts mid-trial
         pruner=build_pruner(job.pruner),
         sampler=optuna.samplers.RandomSampler(),
     )  # never samples here

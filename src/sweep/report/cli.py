@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from src.errors import ConfigError, exit_on_config_error
-from src.sweep import DEFAULT_STORAGE
+from src.sweep import default_storage
 from src.sweep.report.write import write_report
 
 USAGE = """usage: python -m src.report study_name=S [storage=URL] [out=DIR]
@@ -19,7 +19,7 @@ Writes the tradeoff report of a stored sweep under OUT (default mlruns/reports/S
 pareto.csv, pareto.png; prints the best trial per method and the recommendation, and logs the
 files to the sweep's MLflow parent run.
   study_name  the sweep's study name (required)
-  storage     Optuna storage URL [sqlite:///mlruns/optuna.db]
+  storage     Optuna storage URL [$FTSWEEP_STORAGE if set, else sqlite:///mlruns/optuna.db]
   out         folder for the files [mlruns/reports/<study_name>]"""
 REPORT_KEYS = ("study_name", "storage", "out")
 
@@ -57,7 +57,7 @@ def _load(args: dict[str, str]):
     from src.sweep.preflight.storage import display_url, storage_problems
     from src.sweep.preflight.study import stored_study_exists
 
-    storage = args.get("storage", DEFAULT_STORAGE)
+    storage = args.get("storage") or default_storage()
     problems = storage_problems(storage)
     if not problems and not stored_study_exists(args["study_name"], storage):
         problems.append(f"no study '{args['study_name']}' in {display_url(storage)}")

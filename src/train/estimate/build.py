@@ -10,16 +10,26 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from src.errors import ConfigError, first_line
 from src.train import models
 from src.train.adapters import apply_adapter
 from src.train.estimate.quantized import quant_kind, quantize_like_transformers
 
 
-def model_config(cfg: DictConfig, model_path: str, num_labels: int):
-    """The Hugging Face config of the model, from its folder or hub cache (no weights read)."""
+def model_config(cfg: DictConfig, source: str, num_labels: int, **kwargs):
+    """The Hugging Face config of the model, from its folder, hub cache or GGUF header (no
+    weights read); ConfigError when there is none to read."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_path)
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            [
+                f"model: no config.json to read at {source!r} (a folder holding the model's "
+                f"config.json, or a hub name already in the local cache): {first_line(err)}"
+            ]
+        ) from err
     if cfg.task.peft_task_type == "SEQ_CLS":
         config.num_labels = num_labels
     if getattr(config, "pad_token_id", None) is None:

@@ -1,14 +1,16 @@
 """What tensors cannot show, measured by bench/estimate.py (`--calibrate` rewrites the numbers
-here from its runs; BENCHMARKS.md has the table they come from).
+here from its tiny-model runs; BENCHMARKS.md has the table they come from).
 
-cpu: the measured peak (mem/peak_mb) is resident memory, so it adds to the tensor peak what the
-     allocator keeps and what libraries allocate outside torch (oneDNN, OpenMP arenas):
-     fixed + ratio x tensor peak. step_fixed_ms is Lightning's own work per step (hooks,
-     logging, the learning-rate scheduler), measured as step time minus the modelled ops.
-cuda: the measured peak is torch.cuda.max_memory_allocated: tensors rounded to 512 bytes.
+cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves blocks under
+     32 MB from heaps that keep freed memory and fragment, so resident memory exceeds the live
+     tensors by a share of the heap-served bytes: fixed_mb + heap_ratio x (MB of the tensor peak
+     in blocks under 32 MB). Big blocks (a causal LM's logits) are mapped and returned at once.
+     step_fixed_ms: Lightning's own work per step (hooks, logging, the scheduler), measured as
+     step time minus the modelled ops.
+cuda: the measured peak is torch.cuda.max_memory_allocated: the tensors themselves.
 """
 
 OVERHEAD = {
-    "cpu": {"fixed_mb": 0.0, "ratio": 0.0, "step_fixed_ms": 0.0},
-    "cuda": {"fixed_mb": 0.0, "ratio": 0.0, "step_fixed_ms": 0.0},
+    "cpu": {"fixed_mb": 0.0, "heap_ratio": 0.0, "step_fixed_ms": 0.0},
+    "cuda": {"fixed_mb": 0.0, "heap_ratio": 0.0, "step_fixed_ms": 0.0},
 }

@@ -1,12 +1,14 @@
 """Measured device throughput for the time model: each distinct matmul shape of a step timed
 once on this device (large ones scaled down to a few hundred MFLOP: throughput has saturated by
-then), memory bandwidth from a large copy, and the eager cost per op (dispatch + autograd
-bookkeeping) from a chain of tiny layers. Results are cached per device in the cache folder."""
+then), the bytes per second of the usual non-matmul ops and of dropout's random draws, and the
+eager cost per op (dispatch + autograd bookkeeping) from a chain of tiny layers. Results are
+cached per device in the cache folder, unless other processes were busy while they were taken."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -16,6 +18,9 @@ import torch
 MAX_BENCH_FLOPS = 4e8  # bigger matmuls are timed with fewer rows and scaled up
 MIN_BENCH_S = 0.02
 MIN_RUNS = 5
+# Other processes' CPU use (in cores) above which timings are kept for this process only: a
+# busy core slows every multi-threaded op, and a cached number would mislead later estimates.
+NOISY_CORES = 0.25
 
 
 def device_label(device: str) -> str:
@@ -41,8 +46,12 @@ class DeviceSpeed:
         key = hashlib.sha256(f"{self.label} torch {torch.__version__}".encode()).hexdigest()[:12]
         self.path = Path(cache_dir) / "estimate" / f"{device}-{key}.json"
         self.cache = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.noisy = False
 
     def save(self) -> None:
+        """Keep what was measured for later processes, unless the machine was busy meanwhile."""
+        if self.noisy:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.cache, indent=0, sort_keys=True))
@@ -50,7 +59,9 @@ class DeviceSpeed:
 
     def _cached(self, key: str, measure) -> float:
         if key not in self.cache:
+            before = _cpu_jiffies()
             self.cache[key] = measure()
+            self.noisy |= _others_busy_cores(before, _cpu_jiffies()) > NOISY_CORES
         return self.cache[key]
 
     def matmul_s(self, flops: int, rows: int, cols: int, dtype: str) -> float:
@@ -61,7 +72,10 @@ class DeviceSpeed:
         return seconds * rows / bench_rows
 
     def bytes_per_s(self) -> float:
-        return self._cached("bandwidth", self._time_copy)
+        return self._cached("elementwise bytes/s", self._time_elementwise)
+
+    def random_bytes_per_s(self) -> float:
+        return self._cached("random bytes/s", self._time_random)
 
     def op_overhead_s(self) -> float:
         return self._cached("op overhead", self._time_tiny_ops)
@@ -91,10 +105,27 @@ class DeviceSpeed:
         b = torch.randn(k, n, device=self.device).to(kind)
         return self._timed(lambda: a @ b)
 
-    def _time_copy(self) -> float:
-        src = torch.empty(16 * 2**20, device=self.device)  # 64 MB: past the caches
-        dst = torch.empty_like(src)
-        return 2 * src.numel() * 4 / self._timed(lambda: dst.copy_(src))
+    def _time_elementwise(self) -> float:
+        """Bytes per second (read + written) of a training step's usual non-matmul ops on a
+        4 MB activation, each making a new output as they do in a step (so allocation and
+        first-touch page faults count): add, mul, GELU, SiLU, softmax, layer norm."""
+        x = torch.randn(2**12, 256, device=self.device)
+        y = torch.randn_like(x)
+        ops = [
+            (lambda: x + y, 3),
+            (lambda: x * y, 3),
+            (lambda: torch.nn.functional.gelu(x), 2),
+            (lambda: torch.nn.functional.silu(x), 2),
+            (lambda: torch.softmax(x, -1), 2),
+            (lambda: torch.nn.functional.layer_norm(x, (256,)), 2),
+        ]
+        seconds = sum(self._timed(op) for op, _ in ops)
+        return sum(n * x.numel() * x.element_size() for _, n in ops) / seconds
+
+    def _time_random(self) -> float:
+        """Bytes per second of drawing a dropout mask in place (bernoulli_), read + written."""
+        mask = torch.empty(2**12, 256, device=self.device)
+        return 2 * mask.numel() * mask.element_size() / self._timed(lambda: mask.bernoulli_(0.9))
 
     def _time_tiny_ops(self) -> float:
         """Seconds per op of a forward + backward through tiny layers, where nothing but the
@@ -113,6 +144,24 @@ class DeviceSpeed:
         with counter:
             step()
         return self._timed(step) / counter.record.ops
+
+
+def _cpu_jiffies() -> tuple[int, int, int]:
+    """(busy jiffies of the whole machine, of this process, elapsed jiffies per core)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(fields) - idle, int(own[11]) + int(own[12]), sum(fields) // os.cpu_count()
+
+
+def _others_busy_cores(before: tuple, after: tuple) -> float:
+    """Cores' worth of CPU other processes used between two _cpu_jiffies() readings (0 below
+    3 jiffies: the counters tick every 10 ms, too coarse to judge a short benchmark by)."""
+    elapsed = after[2] - before[2]
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    if elapsed <= 0 or others < 3:
+        return 0.0
+    return others / elapsed
 
 
 def available_memory_mb(device: str) -> float | None:

@@ -34,6 +34,7 @@ class Estimate:
     activations_mb: float
     logits_mb: float
     tensor_peak_mb: float
+    heap_mb: float  # of the tensor peak, MB in blocks under 32 MB (heap-served on CPU)
     overhead_mb: float
     gflops: float
     time_parts_ms: dict[str, float] | None
@@ -65,12 +66,12 @@ def estimate(
     batch_size: the micro-batch (default data.batch_size; `auto` picks the largest that fits
     the memory budget, see micro_batch.py)."""
     device = models.device_of(cfg)
-    model_path = model_path or models.resolve_source(cfg.model)
     if batch_size is None and cfg.data.batch_size == "auto":
         return auto_batch(cfg, lambda b: estimate(cfg, sequence, model_path, b), device)[2]
     batch, seq = int(batch_size or cfg.data.batch_size), int(sequence or cfg.data.max_length)
     num_labels = len(OmegaConf.select(cfg, "data.labels") or [0, 1])
-    hf_config = model_config(cfg, model_path, num_labels)
+    source, kwargs = (model_path, {}) if model_path else models.config_source(cfg.model)
+    hf_config = model_config(cfg, source, num_labels, **kwargs)
     fake_mode = FakeTensorMode()
     model = simulated_model(cfg, hf_config, fake_mode)
     profile = profile_steps(cfg, model, _batch(cfg, batch, seq, fake_mode), fake_mode, device)
@@ -96,7 +97,8 @@ def estimate(
         activations_mb=profile.activation_bytes / MB,
         logits_mb=profile.logits_bytes / MB,
         tensor_peak_mb=tensor_peak / MB,
-        overhead_mb=calib["fixed_mb"] + calib["ratio"] * tensor_peak / MB,
+        heap_mb=profile.heap_bytes / MB,
+        overhead_mb=calib["fixed_mb"] + calib["heap_ratio"] * profile.heap_bytes / MB,
         gflops=profile.cost.flops / 1e9,
         time_parts_ms=_time_parts(profile, speed, calib["step_fixed_ms"]) if speed else None,
     )
@@ -118,13 +120,15 @@ def _batch(cfg: DictConfig, batch: int, seq: int, fake_mode) -> dict:
 
 
 def _time_parts(profile: StepProfile, speed: DeviceSpeed, fixed_ms: float) -> dict[str, float]:
-    """Milliseconds per step: matmul-like ops at their measured speed, the rest at memory
-    bandwidth, plus the eager cost per op and the framework's per-step work."""
+    """Milliseconds per step: matmul-like ops at their measured speed, the others at the
+    measured bytes/s of typical elementwise ops, plus the eager cost per op and the framework's
+    own work per step."""
     cost = profile.cost
     matmul = sum(speed.matmul_s(*shape) for shape in cost.matmul_shapes)
     parts = {
         "matmuls": 1000 * matmul,
         "memory-bound ops": 1000 * cost.bytes / speed.bytes_per_s(),
+        "random draws": 1000 * cost.random_bytes / speed.random_bytes_per_s(),
         "per-op overhead": 1000 * cost.ops * speed.op_overhead_s(),
         "framework": fixed_ms,
     }

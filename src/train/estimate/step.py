@@ -18,6 +18,23 @@ from src.train.measure import LiveTensorBytes
 STEPS = 2  # the second step has the optimizer state of the first and a full set of activations
 
 
+# Ops that allocate or re-label memory without reading or writing it (not marked as views).
+MOVES_NOTHING = {
+    "_unsafe_view",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "new_empty",
+    "new_empty_strided",
+    "detach",
+    "alias",
+    "lift_fresh",
+}
+
+
+RANDOM_OPS = {"bernoulli", "bernoulli_", "native_dropout", "uniform_", "normal_", "rand_like"}
+
+
 @dataclass
 class OpRecord:
     """One op of a step, for the time model: its FLOPs (matmul-like ops), or the bytes it
@@ -25,6 +42,7 @@ class OpRecord:
 
     flops: int = 0
     bytes: int = 0
+    random_bytes: int = 0  # of ops drawing random numbers (dropout masks): far slower per byte
     matmul_shapes: list = field(default_factory=list)  # (m, k, n, dtype) per matmul-like op
     ops: int = 0
 
@@ -50,9 +68,13 @@ class OpCost(TorchDispatchMode):
             flops = self.formulas[packet](*args, **(kwargs or {}), out_val=out)
             self.record.flops += flops
             self.record.matmul_shapes.append(_mnk(flops, args, out))
-        elif not func.is_view:
+        elif not func.is_view and packet.__name__ not in MOVES_NOTHING:
             tensors = [t for t in torch.utils._pytree.tree_flatten((args, out))[0] if _is_t(t)]
-            self.record.bytes += sum(t.numel() * t.element_size() for t in tensors)
+            moved = sum(t.numel() * t.element_size() for t in tensors)
+            if packet.__name__ in RANDOM_OPS:
+                self.record.random_bytes += moved
+            else:
+                self.record.bytes += moved
         return out
 
 
@@ -74,6 +96,7 @@ class StepProfile:
     optimizer_bytes: int
     activation_bytes: int
     peak_bytes: int
+    heap_bytes: int  # of the peak, bytes in blocks a CPU allocator serves from its heaps
     logits_bytes: int
     cost: OpRecord  # one step
 
@@ -101,11 +124,13 @@ def profile_steps(
             del out
             activations = counter.live - before
             with cost:
+                # Lightning's order: the last step's gradients live through this forward and
+                # are dropped just before backward (its closure zeroes them there).
+                optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.trainer.gradient_clip_val:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.trainer.gradient_clip_val)
                 optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
             del loss
     return StepProfile(
         weights_bytes=weights,
@@ -113,6 +138,7 @@ def profile_steps(
         optimizer_bytes=_state_bytes(optimizer),
         activation_bytes=activations,
         peak_bytes=counter.peak,
+        heap_bytes=counter.small_at_peak,
         logits_bytes=logits,
         cost=cost.record,
     )
