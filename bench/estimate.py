@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import subprocess
@@ -113,28 +114,55 @@ def run_row(overrides: list[str], steps: int) -> dict:
 
 
 def progress_line(name: str, metrics: dict, row: dict) -> str:
+    modelled = row["matmul_ms"] + row["other_ms"]
     return (
         f"{name:34} measured {metrics['mem/peak_mb']:8.1f} MB, tensors "
         f"{metrics['mem/tensor_peak_mb']:8.1f} (est {metrics['estimate/tensor_peak_mb']:8.1f}), "
-        f"step {metrics['time/step_ms']:7.1f} ms (modelled {row['modelled_step_ms']:7.1f})"
+        f"step {metrics['time/step_ms']:7.1f} ms (modelled {modelled:7.1f})"
     )
 
 
-def fit_overhead(rows: list[dict]) -> dict:
+def fit_memory(rows: list[dict]) -> dict:
     """Least squares of (resident - estimated tensor peak) = fixed + heap_ratio x estimated
-    heap-served MB, and the median of (measured - modelled) step time, over the given rows."""
+    heap-served MB over the given rows."""
     xs = [r["estimate/heap_mb"] for r in rows]
     ys = [r["mem/peak_mb"] - r["estimate/tensor_peak_mb"] for r in rows]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     var = sum((x - mean_x) ** 2 for x in xs)
     ratio = max(0.0, sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var)
-    fixed = max(0.0, mean_y - ratio * mean_x)
-    step = max(0.0, statistics.median(r["time/step_ms"] - r["modelled_step_ms"] for r in rows))
-    return {
-        "fixed_mb": round(fixed, 1),
-        "heap_ratio": round(ratio, 3),
-        "step_fixed_ms": round(step, 1),
-    }
+    return {"fixed_mb": round(max(0.0, mean_y - ratio * mean_x), 1), "heap_ratio": round(ratio, 3)}
+
+
+def fit_time(rows: list[dict]) -> dict:
+    """measured step = matmuls + other_scale x (the other modelled parts) + step_fixed_ms, by
+    least squares of the log ratio over the given rows (a grid: two numbers)."""
+
+    def loss(scale: float, fixed: float) -> float:
+        return sum(
+            math.log(r["time/step_ms"] / (r["matmul_ms"] + scale * r["other_ms"] + fixed)) ** 2
+            for r in rows
+        )
+
+    grid = [(s / 20, f / 2) for s in range(10, 81) for f in range(0, 101)]
+    scale, fixed = min(grid, key=lambda g: loss(*g))
+    return {"other_scale": scale, "step_fixed_ms": fixed}
+
+
+def raw_time_parts(row: dict) -> dict:
+    """The row's modelled time parts without calibration (same device timings as its run)."""
+    from src.train import compose_config
+    from src.train.estimate import estimate
+    from src.train.estimate.calibration import OVERHEAD
+
+    saved = dict(OVERHEAD["cpu"])
+    OVERHEAD["cpu"].update(other_scale=1.0, step_fixed_ms=0.0)
+    try:
+        est = estimate(compose_config([*row["overrides"], *SMALL_DATA]))
+    finally:
+        OVERHEAD["cpu"].update(saved)
+    matmul = est.time_parts_ms["matmuls"]
+    other = sum(est.time_parts_ms.values()) - matmul
+    return {"matmul_ms": matmul, "other_ms": other, "estimate/heap_mb": est.heap_mb}
 
 
 def write_calibration(cpu: dict) -> None:
@@ -150,7 +178,7 @@ def write_calibration(cpu: dict) -> None:
 def apply(row: dict, calib: dict) -> dict:
     tensor = row["estimate/tensor_peak_mb"]
     peak = tensor + calib["fixed_mb"] + calib["heap_ratio"] * row["estimate/heap_mb"]
-    step = row["modelled_step_ms"] + calib["step_fixed_ms"]
+    step = row["matmul_ms"] + calib["other_scale"] * row["other_ms"] + calib["step_fixed_ms"]
     return {
         **row,
         "estimate_peak_mb": peak,
@@ -161,37 +189,56 @@ def apply(row: dict, calib: dict) -> dict:
     }
 
 
+def markdown(table: list[dict]) -> str:
+    """The BENCHMARKS.md table: measured vs estimated, per row."""
+    lines = [
+        "| row | resident MB | est. | err | tensor MB | est. | err | step ms | est. | err |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        mark = " (calibration)" if r["calibration_row"] else ""
+        lines.append(
+            f"| {r['name']}{mark} | {r['mem/peak_mb']:,.0f} | {r['estimate_peak_mb']:,.0f} | "
+            f"{r['peak_error']:+.0%} | {r['mem/tensor_peak_mb']:,.1f} | "
+            f"{r['estimate/tensor_peak_mb']:,.1f} | {r['tensor_error']:+.1%} | "
+            f"{r['time/step_ms']:,.0f} | {r['estimate_step_ms']:,.0f} | {r['step_error']:+.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def measure(only: str, steps: int) -> list[dict]:
+    measured = []
+    for name, overrides, calibrating in rows():
+        if only not in name:
+            continue
+        metrics = run_row(overrides, steps)
+        row = {"name": name, "overrides": overrides, "calibration_row": calibrating}
+        row.update({k: v for k, v in metrics.items() if k.split("/")[0] in MEASURED_KINDS})
+        row.update(raw_time_parts(row))
+        measured.append(row)
+        print(progress_line(name, metrics, row), flush=True)
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--refit", action="store_true", help="re-fit the stored rows, run none")
     parser.add_argument("--only", default="")
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     from src.train.estimate.calibration import OVERHEAD
 
-    measured = []
-    for name, overrides, calibrating in rows():
-        if args.only not in name:
-            continue
-        metrics = run_row(overrides, args.steps)
-        used = OVERHEAD["cpu"]["step_fixed_ms"]  # the run's estimate included it: take it out
-        measured.append(
-            {
-                "name": name,
-                "overrides": overrides,
-                "calibration_row": calibrating,
-                "modelled_step_ms": metrics["estimate/step_ms"] - used,
-                **{
-                    k: v
-                    for k, v in metrics.items()
-                    if k.split("/")[0] in ("mem", "time", "estimate")
-                },
-            }
-        )
-        print(progress_line(name, metrics, measured[-1]), flush=True)
-    calib = OVERHEAD["cpu"]
-    if args.calibrate:
-        calib = fit_overhead([r for r in measured if r["calibration_row"]])
+    if args.refit:
+        measured = json.loads(RESULTS.read_text())["rows"]
+        for row in measured:
+            row.update(raw_time_parts(row))
+    else:
+        measured = measure(args.only, args.steps)
+    calib = dict(OVERHEAD["cpu"])
+    if args.calibrate or args.refit:
+        tiny = [r for r in measured if r["calibration_row"]]
+        calib = {**fit_memory(tiny), **fit_time(tiny)}
         write_calibration(calib)
     table = [apply(r, calib) for r in measured]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +254,7 @@ def main() -> None:
             indent=2,
         )
     )
+    print(markdown(table))
     for r in table:
         print(
             f"{r['name']:34} peak {r['mem/peak_mb']:8.1f} est {r['estimate_peak_mb']:8.1f} "

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 MAX_BENCH_FLOPS = 4e8  # bigger matmuls are timed with fewer rows and scaled up
+MIN_BENCH_ROWS = 512
 MIN_BENCH_S = 0.02
 MIN_RUNS = 5
 # Other processes' CPU use (in cores) above which timings are kept for this process only: a
@@ -67,12 +68,20 @@ class DeviceSpeed:
     def matmul_s(self, flops: int, rows: int, cols: int, dtype: str) -> float:
         inner = max(1, round(flops / (2 * rows * cols)))
         bench_rows = max(16, min(rows, int(rows * MAX_BENCH_FLOPS / max(flops, 1))))
+        if (
+            bench_rows < MIN_BENCH_ROWS <= rows
+            and flops * MIN_BENCH_ROWS / rows <= 8 * MAX_BENCH_FLOPS
+        ):
+            bench_rows = MIN_BENCH_ROWS  # few rows run below a wide matmul's real speed
         key = f"mm {bench_rows}x{inner}x{cols} {dtype}"
         seconds = self._cached(key, lambda: self._time_matmul(bench_rows, inner, cols, dtype))
         return seconds * rows / bench_rows
 
     def bytes_per_s(self) -> float:
         return self._cached("elementwise bytes/s", self._time_elementwise)
+
+    def large_bytes_per_s(self) -> float:
+        return self._cached("large-block bytes/s", self._time_large)
 
     def random_bytes_per_s(self) -> float:
         return self._cached("random bytes/s", self._time_random)
@@ -118,6 +127,19 @@ class DeviceSpeed:
             (lambda: torch.nn.functional.silu(x), 2),
             (lambda: torch.softmax(x, -1), 2),
             (lambda: torch.nn.functional.layer_norm(x, (256,)), 2),
+        ]
+        seconds = sum(self._timed(op) for op, _ in ops)
+        return sum(n * x.numel() * x.element_size() for _, n in ops) / seconds
+
+    def _time_large(self) -> float:
+        """Bytes per second of the same kind of ops on 64 MB tensors: blocks this big are mapped
+        afresh for each output, so every page is faulted in again (a causal LM's logits)."""
+        x = torch.randn(2**16, 256, device=self.device)
+        y = torch.randn_like(x)
+        ops = [
+            (lambda: x + y, 3),
+            (lambda: x * y, 3),
+            (lambda: torch.log_softmax(x, -1), 2),
         ]
         seconds = sum(self._timed(op) for op, _ in ops)
         return sum(n * x.numel() * x.element_size() for _, n in ops) / seconds

@@ -100,7 +100,7 @@ def estimate(
         heap_mb=profile.heap_bytes / MB,
         overhead_mb=calib["fixed_mb"] + calib["heap_ratio"] * profile.heap_bytes / MB,
         gflops=profile.cost.flops / 1e9,
-        time_parts_ms=_time_parts(profile, speed, calib["step_fixed_ms"]) if speed else None,
+        time_parts_ms=_time_parts(profile, speed, calib) if speed else None,
     )
 
 
@@ -119,18 +119,20 @@ def _batch(cfg: DictConfig, batch: int, seq: int, fake_mode) -> dict:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
-def _time_parts(profile: StepProfile, speed: DeviceSpeed, fixed_ms: float) -> dict[str, float]:
-    """Milliseconds per step: matmul-like ops at their measured speed, the others at the
-    measured bytes/s of typical elementwise ops, plus the eager cost per op and the framework's
-    own work per step."""
+def _time_parts(profile: StepProfile, speed: DeviceSpeed, calib: dict) -> dict[str, float]:
+    """Milliseconds per step: matmul-like ops at their measured speed; the other ops from their
+    bytes at the measured bytes/s of typical elementwise ops (random draws and blocks too big
+    for the heap at their own rates) and the eager cost per op, scaled by what calibration
+    found these small benchmarks miss; plus the framework's own work per step."""
     cost = profile.cost
-    matmul = sum(speed.matmul_s(*shape) for shape in cost.matmul_shapes)
+    scale = calib.get("other_scale", 1.0)
     parts = {
-        "matmuls": 1000 * matmul,
-        "memory-bound ops": 1000 * cost.bytes / speed.bytes_per_s(),
-        "random draws": 1000 * cost.random_bytes / speed.random_bytes_per_s(),
-        "per-op overhead": 1000 * cost.ops * speed.op_overhead_s(),
-        "framework": fixed_ms,
+        "matmuls": 1000 * sum(speed.matmul_s(*shape) for shape in cost.matmul_shapes),
+        "memory-bound ops": 1000 * scale * cost.bytes / speed.bytes_per_s(),
+        "random draws": 1000 * scale * cost.random_bytes / speed.random_bytes_per_s(),
+        "large blocks": 1000 * scale * cost.large_bytes / speed.large_bytes_per_s(),
+        "per-op overhead": 1000 * scale * cost.ops * speed.op_overhead_s(),
+        "framework": calib["step_fixed_ms"],
     }
     speed.save()
     return parts

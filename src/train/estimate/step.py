@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from src.train.estimate.build import precision_plugin
-from src.train.measure import LiveTensorBytes
+from src.train.measure import HEAP_BLOCK_MAX, LiveTensorBytes
 
 STEPS = 2  # the second step has the optimizer state of the first and a full set of activations
 
@@ -43,6 +43,7 @@ class OpRecord:
     flops: int = 0
     bytes: int = 0
     random_bytes: int = 0  # of ops drawing random numbers (dropout masks): far slower per byte
+    large_bytes: int = 0  # of ops writing a block of HEAP_BLOCK_MAX or more: fresh pages each time
     matmul_shapes: list = field(default_factory=list)  # (m, k, n, dtype) per matmul-like op
     ops: int = 0
 
@@ -73,9 +74,15 @@ class OpCost(TorchDispatchMode):
             moved = sum(t.numel() * t.element_size() for t in tensors)
             if packet.__name__ in RANDOM_OPS:
                 self.record.random_bytes += moved
+            elif any(t.untyped_storage().nbytes() >= HEAP_BLOCK_MAX for t in _tensors(out)):
+                self.record.large_bytes += moved  # e.g. a causal LM's logits and their grads
             else:
                 self.record.bytes += moved
         return out
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    return [t for t in torch.utils._pytree.tree_flatten(value)[0] if _is_t(t)]
 
 
 def _is_t(value) -> bool:
