@@ -73,7 +73,8 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
     from src.train.estimate import estimate
 
     try:
-        est = estimate(trial_config(overrides))
+        # Step time only when a budget asks for it: it needs device timings.
+        est = estimate(trial_config(overrides), timed=budget.step_ms is not None)
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
         return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
     found = {"peak_mb": round(est.peak_mb, 1), "step_ms": est.step_ms, "gflops": est.gflops}

@@ -68,7 +68,8 @@ SETTINGS = [
     Setting(
         "oom.retry",
         bool,
-        "true: retry an out-of-memory trial once with half the micro-batch (default: the file's)",
+        "true: retry an out-of-memory trial once with a smaller micro-batch the estimate picks "
+        "(default: the file's)",
     ),
     Setting(
         "heartbeat_s",

@@ -55,7 +55,7 @@ class SweepSpec:
     timeout: float | None = None
     enqueue: list[dict] = field(default_factory=list)  # first trials' params (known-good starts)
     max_failures: int = 0  # unexpected trial errors tolerated before the sweep stops
-    oom_retry: bool = False  # after an OOM, retry the trial once with half the micro-batch
+    oom_retry: bool = False  # after an OOM, retry once with a smaller micro-batch (estimated)
     # Estimated peak memory / step time a trial may need to be launched (src/sweep/budget.py).
     budget: dict = field(default_factory=dict)
 

@@ -158,7 +158,7 @@ def _retry_smaller_batch(
     new_batch = retry_batch(
         batch,
         accumulate,
-        lambda b: estimate(cfg, batch_size=b),
+        lambda b: estimate(cfg, batch_size=b, timed=False),
         budget.memory_mb if budget else None,
     )
     smaller = [

@@ -26,7 +26,8 @@ def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
         smallest = None
         for extra in _smallest_settings(spec.space, choice.name):
             try:
-                peak = estimate(trial_config([*choice.overrides, *extra])).peak_mb
+                cfg = trial_config([*choice.overrides, *extra])
+                peak = estimate(cfg, timed=False).peak_mb
             except Exception:  # noqa: BLE001 - the trial's own estimate will say more
                 continue
             smallest = peak if smallest is None else min(smallest, peak)

@@ -60,14 +60,17 @@ def estimate(
     sequence: int | None = None,
     model_path: str | None = None,
     batch_size: int | None = None,
+    timed: bool = True,
 ) -> Estimate:
     """Estimate cfg's training peak memory and step time. sequence: the longest row a batch can
     hold (default data.max_length: the worst case); model_path: the resolved model source;
     batch_size: the micro-batch (default data.batch_size; `auto` picks the largest that fits
-    the memory budget, see micro_batch.py)."""
+    the memory budget, see micro_batch.py); timed=False skips the step time (and the device
+    timings it needs) where only memory matters."""
     device = models.device_of(cfg)
     if batch_size is None and cfg.data.batch_size == "auto":
-        return auto_batch(cfg, lambda b: estimate(cfg, sequence, model_path, b), device)[2]
+        pick = auto_batch(cfg, lambda b: estimate(cfg, sequence, model_path, b, False), device)
+        return estimate(cfg, sequence, model_path, pick[0], timed)
     batch, seq = int(batch_size or cfg.data.batch_size), int(sequence or cfg.data.max_length)
     num_labels = len(OmegaConf.select(cfg, "data.labels") or [0, 1])
     source, kwargs = (model_path, {}) if model_path else models.config_source(cfg.model)
@@ -81,7 +84,7 @@ def estimate(
         optimizer = eight_bit_state_bytes(trainable)
         tensor_peak -= profile.optimizer_bytes - optimizer
     calib = OVERHEAD[device]
-    present = device == "cpu" or torch.cuda.is_available()
+    present = timed and (device == "cpu" or torch.cuda.is_available())
     speed = DeviceSpeed(device, cfg.paths.cache_dir) if present else None
     return Estimate(
         device=device,
