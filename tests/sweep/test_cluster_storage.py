@@ -9,10 +9,12 @@ them. They share one xdist group: a PostgreSQL restart would cut the others' con
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -27,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from src.sweep import STORAGE_ENV, default_storage, main
 from src.sweep.cli import help_text
 from src.sweep.preflight import storage_problems
-from src.sweep.storage import slot_lock
+from src.sweep.storage import open_storage, slot_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".cluster" / "env"
@@ -58,6 +60,19 @@ objectives: {objectives}
 n_trials: 2
 """
 pytestmark = pytest.mark.xdist_group("cluster")
+# A PostgreSQL restart cuts every connection to it: cluster tests must never overlap, whichever
+# xdist worker runs them (the group above keeps them on one worker; this lock makes sure).
+TEST_LOCK = Path(tempfile.gettempdir()) / "ftsweep-cluster-tests.lock"
+
+
+@pytest.fixture(autouse=True)
+def one_cluster_test_at_a_time():
+    with open(TEST_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cluster_env() -> dict[str, str]:
@@ -133,7 +148,8 @@ def run_sweep(args: list[str]) -> optuna.Study:
 
 
 def trials_of(cluster, name: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=cluster[STORAGE_ENV]).trials
+    storage = open_storage(cluster[STORAGE_ENV])  # reconnects, as the drivers do
+    return optuna.load_study(study_name=name, storage=storage).trials
 
 
 def runs_of(cluster, name: str) -> list:
@@ -183,9 +199,11 @@ def test_a_killed_drivers_trial_is_requeued_and_run_by_the_next(cluster, sweep):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    running = wait_for_training(cluster, name)
-    driver.kill()  # kill -9: no handler runs, the trial stays RUNNING in PostgreSQL
-    driver.wait()
+    try:
+        running = wait_for_training(cluster, name)
+    finally:
+        driver.kill()  # kill -9: no handler runs, the trial stays RUNNING in PostgreSQL
+        driver.wait()
     wait_gone(running.user_attrs["pid"], 30)  # the orphaned trial process notices and stops
     assert trials_of(cluster, name)[0].state.name == "RUNNING"
 
