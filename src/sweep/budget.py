@@ -59,10 +59,33 @@ class Verdict:
     estimate: dict = field(default_factory=dict)  # peak_mb, step_ms, ... (empty: no estimate)
     constraints: dict[str, float] = field(default_factory=dict)
     reason: str | None = None  # set when the trial must not run
+    metrics: dict | None = None  # Estimate.metrics(): the trial process logs them, not re-made
 
     @property
     def over(self) -> bool:
         return self.reason is not None
+
+
+_LONGEST_ROW: dict[str, int | None] = {}
+
+
+def training_sequence(cfg) -> int | None:
+    """The longest training row of cfg's data under its tokenizer (the sequence a trial's peak
+    sees), read once per data setting from the tokenized cache; None when the data cannot be
+    prepared here (the trial's own run then reports why)."""
+    from omegaconf import OmegaConf
+
+    parts = [OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "model", "task")]
+    key = repr((parts, cfg.seed, cfg.paths.cache_dir))
+    if key not in _LONGEST_ROW:
+        from src.errors import ConfigError
+        from src.train.run import longest_batch_row, prepare_inputs
+
+        try:
+            _LONGEST_ROW[key] = longest_batch_row(cfg, prepare_inputs(cfg))
+        except ConfigError:
+            _LONGEST_ROW[key] = None
+    return _LONGEST_ROW[key]
 
 
 def judge(overrides: list[str], budget: Budget) -> Verdict:
@@ -72,13 +95,15 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
         return Verdict()
     from src.train.estimate import estimate
 
+    cfg = trial_config(overrides)
     try:
-        # Step time only when a budget asks for it: it needs device timings.
-        est = estimate(trial_config(overrides), timed=budget.step_ms is not None)
+        # Timed and for the trial's own longest row: the trial process logs this estimate
+        # instead of making it again (0.5-1 s of every trial's start).
+        est = estimate(cfg, sequence=training_sequence(cfg))
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
         return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
     found = {"peak_mb": round(est.peak_mb, 1), "step_ms": est.step_ms, "gflops": est.gflops}
-    verdict = Verdict(found)
+    verdict = Verdict(found, metrics=est.metrics())
     limits = (
         ("memory", est.peak_mb, budget.memory_mb, "MB", "budget.memory_mb"),
         ("step_time", est.step_ms, budget.step_ms, "ms", "budget.step_ms"),

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from src.sweep import interrupts
-from src.sweep.budget import Budget, judge
+from src.sweep.budget import Budget, judge, training_sequence
 from src.sweep.configs import trial_config
 from src.sweep.process.runner import TrialJob, TrialOutcome, run_trial
 from src.sweep.space import method_param, suggest
@@ -72,7 +72,7 @@ def one_trial(
     if verdict.over:
         outcome = TrialOutcome("PRUNED", reason="over_budget", fail_reason=verdict.reason)
     else:
-        outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time)
+        outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time, verdict.metrics)
     if outcome.reason == "oom" and spec.oom_retry and not interrupts.requested():
         outcome = _retry_smaller_batch(
             ctx, trial, outcome, overrides, (run_name, tags, max_time), budget
@@ -108,6 +108,7 @@ def _attempt(
     run_name: str,
     tags: dict,
     max_time: float | None,
+    estimate: dict | None = None,
 ) -> TrialOutcome:
     job = TrialJob(
         study_name=ctx.study.study_name,
@@ -123,6 +124,7 @@ def _attempt(
         cwd=os.getcwd(),
         quiet=ctx.quiet,
         log_path=_log_path(ctx, trial),
+        estimate=estimate,
     )
     # The run id goes into the trial at once: if this driver dies, whoever fails the stale trial
     # can still close its MLflow run.
@@ -158,7 +160,7 @@ def _retry_smaller_batch(
     new_batch = retry_batch(
         batch,
         accumulate,
-        lambda b: estimate(cfg, batch_size=b, timed=False),
+        lambda b: estimate(cfg, training_sequence(cfg), batch_size=b, timed=False),
         budget.memory_mb if budget else None,
     )
     smaller = [
@@ -234,6 +236,7 @@ def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> 
         "startup_s": outcome.startup_s,
         "setup_s": outcome.setup_s,
         "wall_s": outcome.wall_s,
+        "launched_at": outcome.launched_at,
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)

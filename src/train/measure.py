@@ -16,6 +16,7 @@ workspace: what the estimator (src/train/estimate/) predicts before any overhead
 from __future__ import annotations
 
 import ctypes
+import os
 import statistics
 import time
 import weakref
@@ -127,6 +128,7 @@ class StepTimer(pl.Callback):
         self.tokens: list[int] = []
         self._last: float | None = None
         self._seen = 0
+        self.first_step_at: float | None = None  # epoch seconds the first optimizer step ended
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._batch_tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
@@ -135,6 +137,8 @@ class StepTimer(pl.Callback):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         now = time.perf_counter()
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
         if self._last is not None and self._seen >= self.warmup_steps:
             self.intervals.append(now - self._last)
             self.tokens.append(self._batch_tokens)
@@ -146,6 +150,14 @@ class StepTimer(pl.Callback):
 
     def step_ms(self) -> float:
         return 1000 * statistics.median(self.intervals) if self.intervals else float("nan")
+
+    def first_step_s(self) -> float:
+        """Process start -> end of the first optimizer step: the run's fixed cost (imports,
+        data, model build, tracking) plus one step; NaN where the start time is unknown."""
+        started = process_started_at()
+        if self.first_step_at is None or started is None:
+            return float("nan")
+        return self.first_step_at - started
 
     def tokens_per_s(self) -> float:
         return sum(self.tokens) / sum(self.intervals) if self.intervals else float("nan")
@@ -231,3 +243,14 @@ class TensorPeak(pl.Callback):
             self.counter.__exit__(None, None, None)
             self.peak_mb = self.counter.peak / 2**20
             self.counter = None
+
+
+def process_started_at() -> float | None:
+    """Epoch seconds this process started, to 10 ms (Linux /proc; None elsewhere). A trial forked
+    from the sweep's fork server starts at the fork."""
+    try:
+        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        since_boot = int(stat[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime in ticks
+        return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None

@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from src.errors import ConfigError
 from src.sweep import load_spec, run_sweep
+from src.sweep.budget import training_sequence
 from src.sweep.configs import trial_config
 from src.sweep.report.table import format_table, trial_table
 from src.train.estimate import estimate
@@ -41,10 +42,9 @@ def test_a_configuration_over_the_memory_budget_is_pruned_without_a_process(swee
     # The budget lies between the two methods' own estimates (full keeps gradients and AdamW
     # state of every weight), so exactly one of them fits.
     path, storage, overrides = sweep_env(SWEEP.format(base=BASE, budget=1))
-    lora, full = (
-        estimate(trial_config([*BASE, *overrides, f"adapter={a}"])).peak_mb
-        for a in ("lora", "full")
-    )
+    # At the sequence the driver estimates for: the longest training row.
+    configs = [trial_config([*BASE, *overrides, f"adapter={a}"]) for a in ("lora", "full")]
+    lora, full = (estimate(c, sequence=training_sequence(c)).peak_mb for c in configs)
     assert lora < full
     path, storage, overrides = sweep_env(SWEEP.format(base=BASE, budget=(lora + full) / 2))
     study = run_sweep(load_spec(path, overrides), "budget", storage, overrides=overrides)

@@ -16,6 +16,7 @@ MAX_COMBINATIONS = 2  # categorical strings tried per method (precision choices,
 def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
     if budget.memory_mb is None:
         return []
+    from src.sweep.budget import training_sequence
     from src.sweep.configs import trial_config
     from src.train.estimate import estimate
 
@@ -27,7 +28,7 @@ def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
         for extra in _smallest_settings(spec.space, choice.name):
             try:
                 cfg = trial_config([*choice.overrides, *extra])
-                peak = estimate(cfg, timed=False).peak_mb
+                peak = estimate(cfg, sequence=training_sequence(cfg), timed=False).peak_mb
             except Exception:  # noqa: BLE001 - the trial's own estimate will say more
                 continue
             smallest = peak if smallest is None else min(smallest, peak)

@@ -31,7 +31,11 @@ def child_main(job: TrialJob, conn) -> None:
 
         cfg = trial_config(job.overrides)
         metrics = train(
-            cfg, callbacks=[callback], parent_run_id=job.parent_run_id, extra_tags=job.tags
+            cfg,
+            callbacks=[callback],
+            parent_run_id=job.parent_run_id,
+            extra_tags=job.tags,
+            estimated=job.estimate,
         )
         reason = "pruned" if callback.pruned_at_step is not None else "complete"
         conn.send(

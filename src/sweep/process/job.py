@@ -25,6 +25,7 @@ class TrialJob:
     log_path: str | None = None
     launched_at: float = 0.0
     driver_pid: int = 0  # the trial process stops itself when this process is gone
+    estimate: dict | None = None  # the driver's Estimate.metrics() for this config, if made
 
 
 @dataclass
@@ -41,3 +42,4 @@ class TrialOutcome:
     startup_s: float | None = None  # child start -> end of the first optimizer step
     setup_s: float | None = None  # child start -> start of the first batch (no training compute)
     wall_s: float = 0.0
+    launched_at: float | None = None  # epoch seconds the trial process was started

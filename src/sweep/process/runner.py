@@ -77,11 +77,20 @@ def run_trial(
     if result is None:
         reason, message = reason_of_exit(proc.exitcode, _oom_kills_since(oom_kills_before))
         return TrialOutcome(
-            STATE[reason], reason=reason, run_id=run_id, wall_s=wall, fail_reason=message
+            STATE[reason],
+            reason=reason,
+            run_id=run_id,
+            wall_s=wall,
+            fail_reason=message,
+            launched_at=job.launched_at,
         )
     kind, payload = result
     return TrialOutcome(
-        payload.pop("state"), run_id=payload.pop("run_id") or run_id, wall_s=wall, **payload
+        payload.pop("state"),
+        run_id=payload.pop("run_id") or run_id,
+        wall_s=wall,
+        launched_at=job.launched_at,
+        **payload,
     )
 
 

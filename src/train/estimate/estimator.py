@@ -54,6 +54,16 @@ class Estimate:
     def step_ms(self) -> float | None:
         return sum(self.time_parts_ms.values()) if self.time_parts_ms else None
 
+    def metrics(self) -> dict[str, float]:
+        """The estimate/* metrics a run logs, with the sequence they were made for."""
+        return {
+            "estimate/peak_mb": self.peak_mb,
+            "estimate/tensor_peak_mb": self.tensor_peak_mb,
+            "estimate/heap_mb": self.heap_mb,
+            "estimate/step_ms": self.step_ms if self.step_ms is not None else float("nan"),
+            "estimate/sequence": float(self.sequence),
+        }
+
 
 def estimate(
     cfg: DictConfig,
