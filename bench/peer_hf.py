@@ -35,8 +35,8 @@ from src.train.adapters import apply_adapter  # noqa: E402
 
 
 class TrialClock(TrainerCallback):
-    """Start (hp_space), first optimizer step and end of each trial, and the memory figures HF
-    itself logs at the end of train() (skip_memory_metrics=False)."""
+    """Start (model_init), first optimizer step and end of each trial, and the memory figures HF
+    itself logs at the end of train() when its tracker is on (--memory-metrics)."""
 
     def __init__(self, budget_end: float, trial_cap_s: float | None):
         self.records: dict[int, dict] = {}
@@ -66,6 +66,11 @@ def main() -> None:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget", type=float, default=None)
+    parser.add_argument(
+        "--memory-metrics",
+        action="store_true",
+        help="HF's memory tracker on (skip_memory_metrics=False): its peak figures, at a cost",
+    )
     args = parser.parse_args()
     started = time.time()  # the wall budget starts here, as the sweep's timeout does: after
     # the imports, before any data or model work
@@ -99,7 +104,7 @@ def main() -> None:
 
     trainer = Trainer(
         model_init=model_init,
-        args=_training_args(base, Path(args.out).parent / "hf-output"),
+        args=_training_args(base, Path(args.out).parent / "hf-output", args.memory_metrics),
         train_dataset=inputs.tokenized["train"],
         eval_dataset=inputs.tokenized["validation"],
         data_collator=data.collate,
@@ -130,7 +135,7 @@ def main() -> None:
     _write(args.out, optuna.load_study(study_name=study_name, storage=storage), clock)
 
 
-def _training_args(cfg, output_dir: Path) -> TrainingArguments:
+def _training_args(cfg, output_dir: Path, memory_metrics: bool) -> TrainingArguments:
     """The sweep's base config as TrainingArguments (lr and bf16 are set per trial)."""
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -150,7 +155,9 @@ def _training_args(cfg, output_dir: Path) -> TrainingArguments:
         seed=int(cfg.seed),
         dataloader_num_workers=int(cfg.data.num_workers),
         remove_unused_columns=False,
-        skip_memory_metrics=False,  # HF's own memory tracker: what this peer reports
+        # HF's default: no memory figures. Its tracker (False here) polls RSS in a thread that
+        # never sleeps; measured here it made training ~5x slower on 2 cores (BENCHMARKS.md).
+        skip_memory_metrics=not memory_metrics,
         disable_tqdm=True,
     )
 
