@@ -5,7 +5,8 @@ Each document's commands run in order (a report follows its sweep) in one scratc
 would type them, with tiny models and a few steps appended:
   - `python -m src.train|sweep|report`, `ftsweep-*` and `make train|sweep|report` run for real;
   - a command that needs the hub or a GPU (model=hf, data=hf, trainer=gpu) is composed and
-    validated instead (nothing is downloaded here);
+    validated instead (nothing is downloaded here); one that needs a SLURM cluster
+    (launcher=slurm, `src.sweep status`) has its settings parsed and checked instead;
   - other make targets (install, test, lint, ui, bench, cluster-up) are dry-run (`make -n`): the
     target must exist; running them here would recurse into the suite or start a server;
   - `source FILE` sets up the user's shell (a cluster's environment) and is skipped: the commands
@@ -28,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from src.sweep.cli import parse_args
+from src.sweep.status import parse_args as status_args
 from src.train.validate import command_line_problems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +101,8 @@ def as_argv(command: str) -> tuple[str, list[str]]:
         return _make(words[1:])
     words = _entry(words)
     module, args = words[2], words[3:]
+    if module == "src.sweep" and ("launcher=slurm" in args or args[:1] == ["status"]):
+        return "cluster", args
     if any(needle in args for needle in NEEDS_HUB_OR_GPU):
         return "compose", args
     return "run", [*words, *_tiny(module, command)]
@@ -158,6 +163,12 @@ def test_every_documented_command_runs(doc, tmp_path):
         if mode == "compose":
             assert command_line_problems(argv) == [], command
             continue
+        if mode == "cluster":  # the settings parse (a typo fails here), nothing is submitted
+            if argv[0] == "status":
+                status_args(argv[1:])
+            else:
+                parse_args(argv)
+            continue
         proc = subprocess.run(
             argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
         )
@@ -194,3 +205,5 @@ def test_the_parser_finds_blocks_inline_commands_and_expectations(tmp_path):
         "install=bash",
     ]
     assert as_argv("python -m src.train model=hf model.name_or_path=x")[0] == "compose"
+    assert as_argv("python -m src.sweep launcher=slurm workers=4")[0] == "cluster"
+    assert as_argv("python -m src.sweep status study_name=s cancel=true")[0] == "cluster"

@@ -104,14 +104,42 @@ SETTINGS = [
         "likewise for the estimated time per training step (default: the file's, else none)",
         minimum=1,
     ),
+    Setting(
+        "launcher",
+        str,
+        "local: the workers are processes here; slurm: a SLURM job array of `workers` jobs, "
+        "each a driver on the shared storage (docs/cluster.md)",
+        "local",
+    ),
+    Setting("launcher.partition", str, "slurm: the partition (default: the cluster's)"),
+    Setting("launcher.gpus_per_worker", int, "slurm: GPUs per worker job", 0, minimum=0),
+    Setting("launcher.cpus_per_worker", int, "slurm: CPUs per worker job", minimum=1),
+    Setting("launcher.mem_gb", float, "slurm: memory per worker job, GB", minimum=0.1),
+    Setting("launcher.time_min", int, "slurm: time limit per worker job, minutes", 60, minimum=1),
+    Setting("launcher.account", str, "slurm: the account to charge"),
+    Setting("launcher.qos", str, "slurm: the quality of service"),
+    Setting(
+        "launcher.sbatch",
+        str,
+        "slurm: more sbatch options, comma-separated: 'constraint=a100,exclusive'",
+    ),
+    Setting(
+        "follow",
+        bool,
+        "slurm: false submits and returns; `python -m src.sweep status study_name=S` follows",
+        True,
+    ),
 ]
+SLURM_ONLY = [s.key for s in SETTINGS if s.key.startswith("launcher.")] + ["follow"]
 BY_KEY = {s.key: s for s in SETTINGS}
 EXAMPLES = """examples:
   python -m src.sweep                                  # sweeps/default.yaml on the embedded MiniLM
   python -m src.sweep sweep=lora_rank_lr n_trials=30
   python -m src.sweep sweep=default model=tiny_bert trainer.max_steps=5 n_trials=3
   python -m src.sweep report study_name=default        # the report again (= python -m src.report)
-docs: docs/sweeps.md"""
+  python -m src.sweep launcher=slurm workers=4 launcher.gpus_per_worker=1 follow=false
+  python -m src.sweep status study_name=default        # follow a SLURM sweep (cancel=true stops it)
+docs: docs/sweeps.md, docs/cluster.md"""
 
 
 def help_text() -> str:
@@ -119,6 +147,7 @@ def help_text() -> str:
     lines = [
         "usage: python -m src.sweep [SETTING=VALUE ...] [HYDRA_OVERRIDE ...]",
         "       python -m src.sweep report study_name=S [storage=URL] [out=DIR]",
+        "       python -m src.sweep status study_name=S [storage=URL] [follow=false] [cancel=true]",
         "",
         "Runs sweeps/NAME.yaml as an Optuna study, one process per trial, then writes the",
         "tradeoff report. Any key=value that is not a setting is a Hydra override applied to",
@@ -189,6 +218,10 @@ def main(argv: list[str] | None = None):
         from src.sweep.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["status"]:
+        from src.sweep.status import status_main
+
+        return status_main(argv[1:])
     if any(a in ("-h", "--help", "help") for a in argv):
         print(help_text())
         return None
@@ -208,8 +241,43 @@ def _checked(settings: dict, overrides: list[str]):
     spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
     study_name = settings.get("study_name", spec.name)
     storage = settings["storage"] if "storage" in settings else default_storage()
+    raise_launcher_problems(settings, storage)
     preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
     return spec, study_name, storage
+
+
+def raise_launcher_problems(settings: dict, storage: str) -> None:
+    launcher = settings.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        raise ConfigError([f"launcher={launcher!r}: must be local or slurm"])
+    if launcher == "local":
+        given = [key for key in SLURM_ONLY if key in settings]
+        if given:
+            raise ConfigError([f"{', '.join(given)}: only with launcher=slurm"])
+        return
+    from src.sweep.slurm import slurm_problems
+
+    problems = slurm_problems(storage)
+    if problems:
+        raise ConfigError(problems)
+
+
+def slurm_resources(settings: dict):
+    """launcher.* settings as what each worker job asks for (None: launcher=local)."""
+    if settings.get("launcher", "local") != "slurm":
+        return None
+    from src.sweep.slurm import SlurmResources, parse_sbatch
+
+    return SlurmResources(
+        partition=settings.get("launcher.partition"),
+        gpus_per_worker=settings.get("launcher.gpus_per_worker", 0),
+        cpus_per_worker=settings.get("launcher.cpus_per_worker"),
+        mem_gb=settings.get("launcher.mem_gb"),
+        time_min=settings.get("launcher.time_min", 60),
+        account=settings.get("launcher.account"),
+        qos=settings.get("launcher.qos"),
+        sbatch=parse_sbatch(settings.get("launcher.sbatch", "")),
+    )
 
 
 def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[str]):
@@ -236,15 +304,25 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
                     for key, value in settings.items()
                     if key.startswith("budget.")
                 },
+                slurm=slurm_resources(settings),
+                follow=settings.get("follow", True),
             )
     except SweepAborted as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(EXIT_ABORTED)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
-    if settings.get("report", True):
+    if settings.get("report", True) and not _detached(study):
         write_report(study)
     return study
+
+
+def _detached(study) -> bool:
+    """A SLURM sweep this command stopped following: its report comes from `status` later."""
+    from src.sweep.slurm import JOBS_ATTR, all_ended, job_states
+
+    record = study.user_attrs.get(JOBS_ATTR)
+    return record is not None and not all_ended(job_states(record["array"]))
 
 
 def entry() -> None:

@@ -10,20 +10,25 @@ import signal
 import threading
 
 _STOP = threading.Event()
+_RECEIVED: list[int] = []  # the signal that asked to stop
 
 
 def _request_stop(signum, frame) -> None:
     if _STOP.is_set():
         raise KeyboardInterrupt(f"signal {signum} (second)")
+    _RECEIVED[:] = [signum]
     _STOP.set()
 
 
 @contextlib.contextmanager
-def installed():
-    """Route SIGINT and SIGTERM (CI and schedulers cancel with SIGTERM) to the stop flag while
-    the sweep runs; the previous handlers come back afterwards."""
+def installed(also: tuple[int, ...] = ()):
+    """Route SIGINT and SIGTERM (CI and schedulers cancel with SIGTERM), and the signals in
+    `also` (a SLURM worker's pre-emption warning), to the stop flag while the sweep runs; the
+    previous handlers come back afterwards."""
     _STOP.clear()
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _RECEIVED.clear()
+    signals = (signal.SIGINT, signal.SIGTERM, *also)
+    previous = {sig: signal.signal(sig, _request_stop) for sig in signals}
     try:
         yield
     finally:
@@ -39,3 +44,8 @@ def check() -> None:
     """Raise KeyboardInterrupt here, at a safe point, if a stop was requested."""
     if _STOP.is_set():
         raise KeyboardInterrupt("stop requested (Ctrl-C / SIGTERM)")
+
+
+def received() -> int | None:
+    """Which signal requested the stop (None: none did)."""
+    return _RECEIVED[0] if _RECEIVED else None

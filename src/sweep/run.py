@@ -15,6 +15,9 @@ from src.sweep.configs import method_choices, trial_config
 from src.sweep.confirm import confirm_best
 from src.sweep.driver import Plan, drive, max_time_seconds
 from src.sweep.preflight.budget import budget_warnings
+from src.sweep.process.runner import start_fork_server
+from src.sweep.slurm import SlurmResources, detached_hint, submit_workers
+from src.sweep.slurm import follow as follow_jobs
 from src.sweep.spec import SIGNATURE_ATTR, SweepSpec, space_signature
 from src.sweep.storage import open_study
 from src.sweep.tracking import SweepRuns
@@ -36,6 +39,8 @@ def run_sweep(
     heartbeat_s: int | None = None,
     confirm: tuple[int, int] = (0, 0),
     budget: dict | None = None,
+    slurm: SlurmResources | None = None,
+    follow: bool = True,
 ) -> optuna.Study:
     """Run trials until the study holds n_trials finished ones (or the timeout passes); then
     re-train the confirm[0] best configurations with confirm[1] more seeds each. budget
@@ -43,6 +48,8 @@ def run_sweep(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
+    if workers == 1 and slurm is None:  # local workers start their own at their first trial
+        start_fork_server()
     base = trial_config([*spec.base, *overrides])
     uri = tracking.tracking_uri(base.logger.tracking_uri)
     study = open_study(spec, study_name, storage, heartbeat_s)
@@ -80,7 +87,11 @@ def run_sweep(
     warn_unfit_methods(spec, ctx.overrides, plan.budget)
     status = "FAILED"
     try:
-        if workers > 1:
+        if slurm is not None:
+            if not on_slurm(ctx, plan, workers, slurm, follow):
+                status = None  # detached: the jobs go on, `status` finishes the parent run
+                return study
+        elif workers > 1:
             run_workers(workers, ctx, plan)
         else:
             drive(ctx, plan)
@@ -93,8 +104,21 @@ def run_sweep(
         print(resume_hint(spec, study_name, storage, number, overrides), flush=True)
         raise
     finally:
-        runs.finish(study, spec, status)
+        if status is not None:
+            runs.finish(study, status)
     return study
+
+
+def on_slurm(ctx, plan, workers: int, resources: SlurmResources, follow: bool) -> bool:
+    """Submit the workers as a SLURM job array; follow them unless told not to. True when every
+    worker job has ended, False when this command detached (follow=false or Ctrl-C)."""
+    record = submit_workers(workers, ctx, plan, resources)
+    hint = detached_hint(ctx.study.study_name, display_url(ctx.storage), record)
+    print(hint, flush=True)
+    if follow and follow_jobs(ctx.study, ctx.spec, plan.n_trials, record):
+        return True
+    print(f"[sweep {ctx.study.study_name}] not following; the jobs keep running.", flush=True)
+    return False
 
 
 def warn_unfit_methods(spec: SweepSpec, overrides: list[str], budget) -> None:

@@ -4,6 +4,7 @@ dicts, so the trial process can rebuild the same pruner from the same dict."""
 from __future__ import annotations
 
 import importlib
+import statistics
 
 SAMPLERS = {
     "tpe": "TPESampler",
@@ -67,8 +68,42 @@ def build_pruner(pruner_conf: dict):
     """Built from the plain dict so the trial process can rebuild the same pruner; with
     `group_by: PARAM` it judges each trial only against trials with the same value of PARAM."""
     pruner = _class(pruner_conf["name"], PRUNERS)(**dict(pruner_conf.get("kwargs") or {}))
+    if pruner_conf.get("margin"):
+        pruner = MarginPruner(pruner, float(pruner_conf["margin"]))
     key = pruner_conf.get("group_by")
     return GroupedPruner(pruner, key) if key else pruner
+
+
+class MarginPruner:
+    """A prune only when the trial trails the median of the other trials' values at the same
+    check by more than `margin`: differences the validation set cannot resolve (a few rows) are
+    no reason to stop a trial. bench/peers.py showed the need: on the default space the median
+    rule stopped the eventual best configuration (0.8125 at the end) at 3/4 of its epoch for
+    being 1.2 points behind the one earlier full fine-tuning trial."""
+
+    def __init__(self, pruner, margin: float):
+        self.pruner, self.margin = pruner, margin
+
+    def prune(self, study, trial) -> bool:
+        if not self.pruner.prune(study, trial):
+            return False
+        step = trial.last_step
+        if step is None:
+            return True
+        import optuna
+
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        others = [
+            t.intermediate_values[step]
+            for t in study.get_trials(deepcopy=False, states=finished)
+            if step in t.intermediate_values and t.number != trial.number
+        ]
+        if not others:
+            return True
+        behind = statistics.median(others) - trial.intermediate_values[step]
+        if study.direction == optuna.study.StudyDirection.MINIMIZE:
+            behind = -behind
+        return behind > self.margin
 
 
 class GroupedPruner:

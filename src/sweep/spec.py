@@ -209,7 +209,7 @@ def _objective_problems(objectives: list) -> list[str]:
 
 def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
     name = conf.get("name")
-    allowed = ["name", "seed", "kwargs"] + (["group_by"] if kind == "pruner" else [])
+    allowed = ["name", "seed", "kwargs"] + (["group_by", "margin"] if kind == "pruner" else [])
     extra = set(conf) - set(allowed)
     problems = (
         [f"{kind}: unknown key(s) {sorted(extra)}; allowed: {', '.join(allowed)}"] if extra else []
@@ -223,6 +223,9 @@ def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
         problems.append("pruner: has no seed; put pruner arguments under kwargs")
     if not isinstance(conf.get("kwargs", {}), dict):
         problems.append(f"{kind}.kwargs: must be a mapping of constructor arguments")
+    margin = conf.get("margin", 0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        problems.append(f"pruner.margin={margin!r}: must be a number >= 0 (in objective units)")
     return problems
 
 

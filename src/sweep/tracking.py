@@ -154,7 +154,7 @@ class SweepRuns:
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
 
-    def finish(self, study, spec, status: str = "FINISHED") -> None:
+    def finish(self, study, status: str = "FINISHED") -> None:
         """Best trial (single objective) or Pareto set (several) as metrics/tags on the parent."""
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
         counts = {
@@ -163,7 +163,7 @@ class SweepRuns:
         }
         for state, n in counts.items():
             self.client.log_metric(self.run_id, f"trials/{state.lower()}", n)
-        if complete and len(spec.objectives) == 1:
+        if complete and len(study.directions) == 1:
             best = study.best_trial
             self._log_trial_summary("best", best)
             self.client.set_tag(self.run_id, "best_trial", str(best.number))

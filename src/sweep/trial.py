@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,12 +57,16 @@ def one_trial(
         "study_name": study.study_name,
         "sweep": spec.name,
         "sweep_method": str(method),
+        "worker": worker_label(),
+        # The GPUs this trial could see (its worker's share, or its SLURM job's).
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
     }
     for key, value in {
         "method": method,
         "fixed": suggestion.fixed,
         "overrides": suggestion.overrides,
         "log_path": _log_path(ctx, trial),
+        "worker": tags["worker"],
     }.items():
         trial.set_user_attr(key, value)
     overrides = [*ctx.overrides, *suggestion.overrides]
@@ -185,6 +190,16 @@ def _retry_smaller_batch(
 
 def _log_path(ctx: SweepContext, trial) -> str | None:
     return str(ctx.log_dir / f"trial-{trial.number:04d}.log") if ctx.quiet else None
+
+
+def worker_label() -> str:
+    """Which worker ran a trial: its SLURM job (array job_task) or, locally, host:pid."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+    if env.get("SLURM_JOB_ID"):
+        return f"slurm:{env['SLURM_JOB_ID']}"
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def trial_settings(

@@ -7,12 +7,14 @@ each WAITING (re-queued) trial to exactly one of them.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
 
 from src.sweep import interrupts
 from src.sweep.driver import SweepAborted, drive
+from src.sweep.gpus import ENV, visible_gpus, worker_gpus
 from src.sweep.storage import open_study
 from src.sweep.tracking import SweepRuns
 from src.sweep.trial import SweepContext, interrupted
@@ -36,8 +38,14 @@ def run_workers(n: int, ctx, plan) -> None:
         str(ctx.log_dir),
         plan,
     )
+    gpus = visible_gpus()
     procs = [
-        spawn.Process(target=worker_main, args=(i, *args), name=f"sweep-worker-{i}")
+        spawn.Process(
+            target=worker_main,
+            args=(i, *args),
+            kwargs={"gpus": worker_gpus(i, n, gpus)},
+            name=f"sweep-worker-{i}",
+        )
         for i in range(n)
     ]
     for proc in procs:
@@ -73,9 +81,24 @@ def _stop(procs) -> None:
 
 
 def worker_main(
-    index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan
+    index,
+    spec,
+    study_name,
+    storage,
+    parent_run_id,
+    uri,
+    quiet,
+    overrides,
+    log_dir,
+    plan,
+    gpus=None,
+    also_stop_on=(),
 ) -> None:
-    with interrupts.installed():  # SIGTERM from the parent / Ctrl-C: stop at the next safe point
+    if gpus is not None:  # before anything here initialises CUDA; trial processes inherit it
+        os.environ[ENV] = gpus
+    with interrupts.installed(
+        also_stop_on
+    ):  # SIGTERM from the parent / Ctrl-C: stop at the next safe point
         _work(index, spec, study_name, storage, parent_run_id, uri, quiet, overrides, log_dir, plan)
 
 

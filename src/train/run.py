@@ -228,5 +228,7 @@ def _logged(trainer: pl.Trainer, keys) -> dict[str, float]:
 
 
 def _logged_test(trainer: pl.Trainer, module, datamodule) -> dict[str, float]:
+    if trainer.limit_test_batches == 0:  # a pruned sweep trial: not a candidate, not tested
+        return {}
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in results[0].items()}

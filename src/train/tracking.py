@@ -141,7 +141,12 @@ def mlflow_run(
     tags = {**run_tags(cfg, device), **(extra_tags or {})}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name, tags=tags) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=cfg.run_name,
+        tags=tags,
+        log_system_metrics=bool(cfg.logger.get("system_metrics", False)),
+    ) as run:
         mlflow.log_params(flat_params(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         yield run

@@ -186,7 +186,9 @@ def test_killed_driver_is_cleaned_up_by_the_next_worker(sweep_env, store):
     assert not [r for r in runs_of(store) if r.info.status == "RUNNING"]
 
 
-def test_four_workers_on_one_sqlite_study_lose_and_duplicate_nothing(sweep_env, store):
+def test_four_workers_on_one_sqlite_study_lose_and_duplicate_nothing(sweep_env, store, monkeypatch):
+    # Four GPUs for four workers: each gets its own (no GPU is needed to check the split).
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
     main(
         [
@@ -213,3 +215,6 @@ def test_four_workers_on_one_sqlite_study_lose_and_duplicate_nothing(sweep_env, 
     assert len({t.user_attrs["pid"] for t in study.trials}) == 8
     assert MlflowClient(store).get_run(parent).info.status == "FINISHED"
     assert os.path.exists(storage[len("sqlite:///") :].replace(".db", ".lock"))
+    gpus_of = {r.data.tags["worker"]: r.data.tags["cuda_visible_devices"] for r in children}
+    assert set(gpus_of.values()) <= {"0", "1", "2", "3"}
+    assert len(set(gpus_of.values())) == len(gpus_of)  # no two workers share a GPU

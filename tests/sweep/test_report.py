@@ -99,3 +99,11 @@ def test_grouped_pruning_judges_a_trial_against_its_own_method():
     assert pruned_per_trial(median) == [False, False, True, True]
     # Within its method, b's first trial completes; its second is judged against it.
     assert pruned_per_trial({**median, "group_by": "method"}) == [False, False, False, True]
+
+
+def test_a_margin_keeps_trials_the_validation_split_cannot_tell_apart():
+    median = {"name": "median", "group_by": "method"}
+    median["kwargs"] = {"n_startup_trials": 1, "n_warmup_steps": 0}
+    # b's second trial trails its first by 0.1: pruned under a margin of 0.05, kept under 0.2.
+    assert pruned_per_trial({**median, "margin": 0.05}) == [False, False, False, True]
+    assert pruned_per_trial({**median, "margin": 0.2}) == [False, False, False, False]

@@ -158,7 +158,7 @@ space:
   alpha: {derive: "__import__('os').system('x')", path: adapter.peft.lora_alpha,
           when: {methd: lora}}
 sampler: {name: tpe-ish}
-pruner: {name: medain}
+pruner: {name: medain, margin: -1}
 objectives: [{metric: val/accuracy, direction: maximize}]
 """
 
@@ -172,6 +172,7 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
         "unknown top-level key 'bogus'",
         "sampler.name='tpe-ish'",
         "pruner.name='medain'",
+        "pruner.margin=-1: must be a number >= 0",
         "val/accuracy",
         "space.lr: empty range",
         "'methd' is not a param defined above",
@@ -185,6 +186,7 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
     path, _, _ = sweep_env(
         fixed.replace("tpe-ish", "tpe")
         .replace("medain", "median")
+        .replace("margin: -1", "margin: 0.01")
         .replace("val/accuracy", "val/acc"),
         name="bad2",
     )

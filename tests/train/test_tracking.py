@@ -8,7 +8,9 @@ from src.train import train
 from src.train.metrics import CONTRACT_METRICS
 
 
-def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
+def test_run_logs_metrics_params_tags_and_config(make_cfg, store, monkeypatch):
+    # MLflow's system metrics sampled every second (default 10 s): this run lasts a few.
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     cfg = make_cfg(
         "+experiment=qlora_r8", "trainer.log_every_n_steps=1", "checkpoint.enabled=false"
     )
@@ -30,6 +32,10 @@ def test_run_logs_metrics_params_tags_and_config(make_cfg, store):
     assert tags["version.peft"] and tags["version.torch"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts
+    # CPU and memory use while it ran (GPU use too where a GPU is present).
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        run.data.metrics
+    )
     # The training curve is logged step by step, not just the final value.
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 3
 

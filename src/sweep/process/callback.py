@@ -54,6 +54,9 @@ class TrialCallback(pl.Callback):
         if self.trial.should_prune():
             self.pruned_at_step = trainer.global_step
             trainer.should_stop = True
+            # No test pass after fit either: a pruned configuration is not a candidate, and its
+            # test accuracy would cost as much as a validation check over the test split.
+            trainer.limit_test_batches = 0
 
 
 def _load_trial(job):

@@ -1,0 +1,133 @@
+"""launcher=slurm on the one-machine cluster of `make cluster-up` (real SLURM, PostgreSQL and
+MLflow server): workers as a job array whose trials carry their job ids, a detached sweep that
+`status` follows and reports, and a worker job cancelled mid-trial whose trial another worker
+runs. Input errors are checked without a cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import optuna
+import pytest
+from cluster_support import (  # tests/sweep is on sys.path: pytest's default import mode
+    SHORT,
+    children_of,
+    cluster,
+    one_cluster_test_at_a_time,
+    run_sweep,
+    runs_of,
+    sweep,
+    trials_of,
+)
+
+from src.sweep import main
+from src.sweep.gpus import worker_gpus
+
+__all__ = ["cluster", "one_cluster_test_at_a_time", "sweep"]  # fixtures, used by name
+SLURM = ["launcher=slurm", "launcher.time_min=10", "launcher.cpus_per_worker=1"]
+cluster_only = pytest.mark.xdist_group("cluster")
+
+
+@cluster_only
+def test_two_slurm_workers_share_one_study_and_parent_run(cluster, sweep):
+    args, name = sweep()
+    run_sweep([*args, *SHORT, *SLURM, "workers=2", "n_trials=4"])
+    trials = trials_of(cluster, name)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    runs = runs_of(cluster, name)
+    [parent] = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FINISHED" and children_of(runs, parent) == [0, 1, 2, 3]
+    workers = {r.data.tags["worker"] for r in runs if r.data.tags.get("trial")}
+    array = trials_of(cluster, name)[0].user_attrs["worker"].split(":")[1].split("_")[0]
+    assert workers == {f"slurm:{array}_0", f"slurm:{array}_1"}  # trials from both jobs
+
+
+@cluster_only
+def test_a_detached_sweep_is_followed_and_reported_by_status(cluster, sweep, tmp_path, capsys):
+    args, name = sweep()
+    run_sweep([*args, *SHORT, *SLURM, "workers=1", "follow=false"])
+    printed = capsys.readouterr().out
+    assert f"python -m src.sweep status study_name={name}" in printed
+    main(["status", f"study_name={name}", f"storage={cluster['FTSWEEP_STORAGE']}"])
+    assert [t.state.name for t in trials_of(cluster, name)] == ["COMPLETE", "COMPLETE"]
+    [parent] = [r for r in runs_of(cluster, name) if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert (tmp_path / "reports" / name / "report.html").is_file()
+
+
+@cluster_only
+def test_a_cancelled_worker_jobs_trial_is_requeued_and_run_by_the_other(cluster, sweep):
+    args, name = sweep()
+    # ~15 s trials: the cancel lands inside worker 0's first trial.
+    long = ["trainer.max_steps=100000", "early_stopping.enabled=false"]
+    long.append("++trainer.max_time=00:00:00:15")
+    run_sweep([*args, *long, *SLURM, "workers=2", "n_trials=2", "follow=false"])
+    victim = wait_for_running(cluster, name)
+    job = victim.user_attrs["worker"].removeprefix("slurm:")
+    subprocess.run(["scancel", job], check=True)
+    main(["status", f"study_name={name}", f"storage={cluster['FTSWEEP_STORAGE']}"])
+    trials = trials_of(cluster, name)
+    retry = [t for t in trials if retried_from(t) == victim.number]
+    assert trials[victim.number].state.name == "FAIL" and len(retry) == 1
+    assert retry[0].state.name == "COMPLETE" and retry[0].params == victim.params
+    assert retry[0].user_attrs["worker"] != victim.user_attrs["worker"]
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+
+
+def retried_from(trial) -> int | None:
+    return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def wait_for_running(cluster, name: str, timeout: float = 120):
+    """The first trial that is training (its worker has reported a run)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        for trial in trials_of(cluster, name):
+            if trial.state.name == "RUNNING" and "run_id" in trial.user_attrs:
+                return trial
+        time.sleep(0.5)
+    raise AssertionError(f"no trial of {name} started training within {timeout} s")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["launcher=pbs"], "launcher='pbs': must be local or slurm"),
+        (["launcher.partition=gpu"], "launcher.partition: only with launcher=slurm"),
+        (["launcher=slurm", "storage=sqlite:///x.db"], "the storage must be a database"),
+        (["launcher=slurm", "launcher.gpus_per_worker=-1"], "must be an integer >= 0"),
+    ],
+)
+def test_launcher_input_is_checked_before_any_work(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep=default", f"paths.root={tmp_path}", *args])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_local_workers_get_their_own_gpus():
+    gpus = ["0", "1", "2", "3", "4"]
+    assert [worker_gpus(i, 2, gpus) for i in range(2)] == ["0,1", "2,3"]
+    assert [worker_gpus(i, 4, gpus) for i in range(4)] == ["0", "1", "2", "3"]
+    assert worker_gpus(0, 8, gpus) is None  # fewer GPUs than workers: no split
+
+
+@cluster_only
+def test_a_preempted_worker_requeues_its_trial_and_its_job(cluster, sweep):
+    args, name = sweep()
+    long = ["trainer.max_steps=100000", "early_stopping.enabled=false"]
+    long.append("++trainer.max_time=00:00:00:10")
+    run_sweep([*args, *long, *SLURM, "workers=1", "n_trials=2", "follow=false"])
+    victim = wait_for_running(cluster, name)
+    job = victim.user_attrs["worker"].removeprefix("slurm:")
+    # What SLURM sends before pre-empting or at the time limit (submitit: --signal=USR1@90).
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    main(["status", f"study_name={name}", f"storage={cluster['FTSWEEP_STORAGE']}"])
+    trials = trials_of(cluster, name)
+    first = trials[victim.number]
+    assert first.state.name == "FAIL" and first.user_attrs["reason"] == "interrupted"
+    [retry] = [t for t in trials if retried_from(t) == victim.number]
+    assert retry.state.name == "COMPLETE" and retry.params == victim.params
+    assert retry.user_attrs["worker"] == victim.user_attrs["worker"]  # the same job, requeued
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
