@@ -156,7 +156,7 @@ def _training_args(cfg, output_dir: Path, memory_metrics: bool) -> TrainingArgum
         dataloader_num_workers=int(cfg.data.num_workers),
         remove_unused_columns=False,
         # HF's default: no memory figures. Its tracker (False here) polls RSS in a thread that
-        # never sleeps; measured here it made training ~5x slower on 2 cores (BENCHMARKS.md).
+        # never sleeps; measured here it made training 2.6x slower on 2 cores (BENCHMARKS.md).
         skip_memory_metrics=not memory_metrics,
         disable_tqdm=True,
     )

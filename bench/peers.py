@@ -248,7 +248,8 @@ def plot(runs: list[dict], path: Path) -> None:
         ys = [v for _, v in curve] + [curve[-1][1]]
         style = ["-", "--", ":", "-."][run["seed"] % 4]
         label = f"{run['arm']} seed {run['seed']}"
-        ax.step(xs, ys, where="post", color=colors[run["arm"]], linestyle=style, label=label)
+        color = colors.get(run["arm"], "tab:gray")
+        ax.step(xs, ys, where="post", color=color, linestyle=style, label=label)
     ax.set_xlabel("wall time since the arm's command started (min)")
     ax.set_ylabel("best val acc found (complete trials)")
     ax.set_title("Default sweep space on the embedded MiniLM, 2-core CPU")

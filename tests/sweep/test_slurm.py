@@ -29,6 +29,15 @@ SLURM = ["launcher=slurm", "launcher.time_min=10", "launcher.cpus_per_worker=1"]
 cluster_only = pytest.mark.xdist_group("cluster")
 
 
+@pytest.fixture(autouse=True)
+def slurm_conf(request, monkeypatch):
+    """sbatch, sacct and scancel (here and in the worker jobs) talk to make cluster-up's SLURM."""
+    if "cluster" in request.fixturenames:
+        conf = request.getfixturevalue("cluster").get("SLURM_CONF")
+        if conf:
+            monkeypatch.setenv("SLURM_CONF", conf)
+
+
 @cluster_only
 def test_two_slurm_workers_share_one_study_and_parent_run(cluster, sweep):
     args, name = sweep()
