@@ -241,43 +241,13 @@ def _checked(settings: dict, overrides: list[str]):
     spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
     study_name = settings.get("study_name", spec.name)
     storage = settings["storage"] if "storage" in settings else default_storage()
-    raise_launcher_problems(settings, storage)
-    preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
-    return spec, study_name, storage
+    from src.sweep.slurm import launcher_problems
 
-
-def raise_launcher_problems(settings: dict, storage: str) -> None:
-    launcher = settings.get("launcher", "local")
-    if launcher not in ("local", "slurm"):
-        raise ConfigError([f"launcher={launcher!r}: must be local or slurm"])
-    if launcher == "local":
-        given = [key for key in SLURM_ONLY if key in settings]
-        if given:
-            raise ConfigError([f"{', '.join(given)}: only with launcher=slurm"])
-        return
-    from src.sweep.slurm import slurm_problems
-
-    problems = slurm_problems(storage)
+    problems = launcher_problems(settings, storage, SLURM_ONLY)
     if problems:
         raise ConfigError(problems)
-
-
-def slurm_resources(settings: dict):
-    """launcher.* settings as what each worker job asks for (None: launcher=local)."""
-    if settings.get("launcher", "local") != "slurm":
-        return None
-    from src.sweep.slurm import SlurmResources, parse_sbatch
-
-    return SlurmResources(
-        partition=settings.get("launcher.partition"),
-        gpus_per_worker=settings.get("launcher.gpus_per_worker", 0),
-        cpus_per_worker=settings.get("launcher.cpus_per_worker"),
-        mem_gb=settings.get("launcher.mem_gb"),
-        time_min=settings.get("launcher.time_min", 60),
-        account=settings.get("launcher.account"),
-        qos=settings.get("launcher.qos"),
-        sbatch=parse_sbatch(settings.get("launcher.sbatch", "")),
-    )
+    preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
+    return spec, study_name, storage
 
 
 def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[str]):
@@ -285,6 +255,7 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
     from src.sweep.driver import SweepAborted
     from src.sweep.report import write_report
     from src.sweep.run import run_sweep
+    from src.sweep.slurm import detached, resources_from
 
     try:
         with interrupts.installed(), exit_on_config_error():
@@ -304,7 +275,7 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
                     for key, value in settings.items()
                     if key.startswith("budget.")
                 },
-                slurm=slurm_resources(settings),
+                slurm=resources_from(settings),
                 follow=settings.get("follow", True),
             )
     except SweepAborted as err:
@@ -312,17 +283,9 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
         sys.exit(EXIT_ABORTED)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
-    if settings.get("report", True) and not _detached(study):
+    if settings.get("report", True) and not detached(study):
         write_report(study)
     return study
-
-
-def _detached(study) -> bool:
-    """A SLURM sweep this command stopped following: its report comes from `status` later."""
-    from src.sweep.slurm import JOBS_ATTR, all_ended, job_states
-
-    record = study.user_attrs.get(JOBS_ATTR)
-    return record is not None and not all_ended(job_states(record["array"]))
 
 
 def entry() -> None:

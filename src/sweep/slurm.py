@@ -56,6 +56,40 @@ class SlurmResources:
         return params
 
 
+def launcher_problems(settings: dict, storage: str, slurm_only: list[str]) -> list[str]:
+    """The launcher settings checked before anything runs (slurm_only: keys that need slurm)."""
+    launcher = settings.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        return [f"launcher={launcher!r}: must be local or slurm"]
+    if launcher == "local":
+        given = [key for key in slurm_only if key in settings]
+        return [f"{', '.join(given)}: only with launcher=slurm"] if given else []
+    return slurm_problems(storage)
+
+
+def resources_from(settings: dict) -> SlurmResources | None:
+    """launcher.* settings as what each worker job asks for (None: launcher=local)."""
+    if settings.get("launcher", "local") != "slurm":
+        return None
+    return SlurmResources(
+        partition=settings.get("launcher.partition"),
+        gpus_per_worker=settings.get("launcher.gpus_per_worker", 0),
+        cpus_per_worker=settings.get("launcher.cpus_per_worker"),
+        mem_gb=settings.get("launcher.mem_gb"),
+        time_min=settings.get("launcher.time_min", 60),
+        account=settings.get("launcher.account"),
+        qos=settings.get("launcher.qos"),
+        sbatch=parse_sbatch(settings.get("launcher.sbatch", "")),
+    )
+
+
+def detached(study) -> bool:
+    """A SLURM sweep whose jobs still run (the command stopped following): its report comes
+    from `status` later."""
+    record = study.user_attrs.get(JOBS_ATTR)
+    return record is not None and not all_ended(job_states(record["array"]))
+
+
 def parse_sbatch(text: str) -> dict:
     """launcher.sbatch='constraint=a100,exclusive': extra sbatch options (a bare name is a flag)."""
     options = {}
@@ -92,18 +126,9 @@ def submit_workers(n: int, ctx, plan, resources: SlurmResources) -> dict:
     folder = (ctx.log_dir / "slurm").resolve()
     executor = submitit.SlurmExecutor(folder=folder)
     executor.update_parameters(**resources.submitit_parameters(n, ctx.study.study_name))
-    args = (
-        ctx.spec,
-        ctx.study.study_name,
-        ctx.storage,
-        ctx.runs.run_id,
-        ctx.uri,
-        ctx.quiet,
-        ctx.overrides,
-        str(ctx.log_dir.resolve()),
-        plan,
-    )
-    columns = [[a] * n for a in args]
+    from src.sweep.workers import worker_args
+
+    columns = [[a] * n for a in worker_args(ctx, plan)]
     jobs = executor.map_array(slurm_worker, list(range(n)), *columns)
     record = {
         "array": jobs[0].job_id.split("_")[0],

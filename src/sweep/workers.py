@@ -27,17 +27,7 @@ INTERRUPTED = 130
 def run_workers(n: int, ctx, plan) -> None:
     """Start n workers and wait; Ctrl-C / SIGTERM stops them all (each closes its own trial)."""
     spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch threads
-    args = (
-        ctx.spec,
-        ctx.study.study_name,
-        ctx.storage,
-        ctx.runs.run_id,
-        ctx.uri,
-        ctx.quiet,
-        ctx.overrides,
-        str(ctx.log_dir),
-        plan,
-    )
+    args = worker_args(ctx, plan)
     gpus = visible_gpus()
     procs = [
         spawn.Process(
@@ -58,6 +48,22 @@ def run_workers(n: int, ctx, plan) -> None:
     aborted = [p.name for p in procs if p.exitcode == ABORTED]
     if aborted:
         raise SweepAborted(f"{', '.join(aborted)} stopped on an unexpected trial error (see above)")
+
+
+def worker_args(ctx, plan) -> tuple:
+    """What worker_main needs after its index: plain data that pickles to another process (a
+    spawned local worker or a SLURM job)."""
+    return (
+        ctx.spec,
+        ctx.study.study_name,
+        ctx.storage,
+        ctx.runs.run_id,
+        ctx.uri,
+        ctx.quiet,
+        ctx.overrides,
+        str(ctx.log_dir.resolve()),
+        plan,
+    )
 
 
 def _wait(procs) -> None:

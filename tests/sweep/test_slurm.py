@@ -69,9 +69,7 @@ def test_a_detached_sweep_is_followed_and_reported_by_status(cluster, sweep, tmp
 def test_a_cancelled_worker_jobs_trial_is_requeued_and_run_by_the_other(cluster, sweep):
     args, name = sweep()
     # ~15 s trials: the cancel lands inside worker 0's first trial.
-    long = ["trainer.max_steps=100000", "early_stopping.enabled=false"]
-    long.append("++trainer.max_time=00:00:00:15")
-    run_sweep([*args, *long, *SLURM, "workers=2", "n_trials=2", "follow=false"])
+    run_sweep([*args, *trials_of_seconds(15), *SLURM, "workers=2", "n_trials=2", "follow=false"])
     victim = wait_for_running(cluster, name)
     job = victim.user_attrs["worker"].removeprefix("slurm:")
     subprocess.run(["scancel", job], check=True)
@@ -82,6 +80,15 @@ def test_a_cancelled_worker_jobs_trial_is_requeued_and_run_by_the_other(cluster,
     assert retry[0].state.name == "COMPLETE" and retry[0].params == victim.params
     assert retry[0].user_attrs["worker"] != victim.user_attrs["worker"]
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+
+
+def trials_of_seconds(seconds: int) -> list[str]:
+    """Overrides for trials that train until Lightning's max_time stops them."""
+    return [
+        "trainer.max_steps=100000",
+        "early_stopping.enabled=false",
+        f"++trainer.max_time=00:00:00:{seconds:02d}",
+    ]
 
 
 def retried_from(trial) -> int | None:
@@ -125,9 +132,7 @@ def test_local_workers_get_their_own_gpus():
 @cluster_only
 def test_a_preempted_worker_requeues_its_trial_and_its_job(cluster, sweep):
     args, name = sweep()
-    long = ["trainer.max_steps=100000", "early_stopping.enabled=false"]
-    long.append("++trainer.max_time=00:00:00:10")
-    run_sweep([*args, *long, *SLURM, "workers=1", "n_trials=2", "follow=false"])
+    run_sweep([*args, *trials_of_seconds(20), *SLURM, "workers=1", "n_trials=2", "follow=false"])
     victim = wait_for_running(cluster, name)
     job = victim.user_attrs["worker"].removeprefix("slurm:")
     # What SLURM sends before pre-empting or at the time limit (submitit: --signal=USR1@90).
