@@ -132,6 +132,7 @@ def train(
             logger=_logger(cfg, run),
             callbacks=[timer, tensor_peak, *build_callbacks(cfg), *(callbacks or [])],
             default_root_dir=cfg.paths.output_dir,
+            plugins=_cluster_plugins(),
         )
         memory.start()
         start = time.perf_counter()
@@ -163,6 +164,15 @@ def longest_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
     if cfg.data.pad_to_max_length:
         return int(cfg.data.max_length)
     return max(len(ids) for ids in inputs.tokenized["train"]["input_ids"])
+
+
+def _cluster_plugins() -> list:
+    """Inside a SLURM job, Lightning would save an `hpc_ckpt` into the output folder on SIGUSR1
+    and the next run there would restore it: in a sweep that is another trial's weights. The
+    sweep re-queues interrupted trials itself, so Lightning's auto-requeue stays off."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def estimate_run(cfg: DictConfig, inputs: Inputs, made: dict | None = None) -> dict[str, float]:
