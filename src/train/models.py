@@ -155,7 +155,8 @@ def keep_4bit_layout_trainable(model: torch.nn.Module) -> None:
 
 
 def _device_map(cfg: DictConfig) -> str | dict:
-    return "cpu" if cfg.trainer.accelerator == "cpu" else {"": 0}
+    """Where from_pretrained puts the weights: each data-parallel rank on its own GPU."""
+    return "cpu" if cfg.trainer.accelerator == "cpu" else {"": int(os.environ.get("LOCAL_RANK", 0))}
 
 
 def device_of(cfg: DictConfig) -> str:

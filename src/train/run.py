@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.train import measure, models, tokenized, tracking, validate
+from src.train import distributed, measure, models, tokenized, tracking, validate
 from src.train.adapters import apply_adapter, count_parameters
 from src.train.divergence import DivergenceGuard
 from src.train.estimate import estimate
@@ -147,13 +147,15 @@ def train(
             "data/val_rows": float(len(inputs.tokenized["validation"])),
             "data/test_rows": float(len(inputs.tokenized["test"])),
         }
+        # Data-parallel: each rank's memory and time, and the run's totals (collective).
+        metrics.update(distributed.gather_per_rank(trainer, metrics))
         metrics.update(_logged(trainer, ("train/loss", "val/loss", "val/acc", "val/perplexity")))
         metrics.update(_logged_test(trainer, module, datamodule))
-        for evaluation in evaluations:
+        for evaluation in evaluations if trainer.is_global_zero else ():
             metrics.update(evaluation.after_fit(module, datamodule))
         if run is not None:
             tracking.log_final_metrics(metrics, step=trainer.global_step)
-    if cfg.summary:
+    if cfg.summary and distributed.rank() == 0:
         print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
     return metrics
 
@@ -167,11 +169,15 @@ def longest_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
 
 
 def _cluster_plugins() -> list:
-    """Inside a SLURM job, Lightning would save an `hpc_ckpt` into the output folder on SIGUSR1
-    and the next run there would restore it: in a sweep that is another trial's weights. The
-    sweep re-queues interrupted trials itself, so Lightning's auto-requeue stays off."""
-    from lightning.pytorch.plugins.environments import SLURMEnvironment
+    """Ranks started from outside (a sweep trial's, src/train/distributed.py) take their rank
+    from the environment, not from SLURM's task ids. Inside a SLURM job, Lightning would save an
+    `hpc_ckpt` into the output folder on SIGUSR1 and the next run there would restore it: in a
+    sweep that is another trial's weights. The sweep re-queues interrupted trials itself, so
+    Lightning's auto-requeue stays off."""
+    from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 
+    if distributed.launched_as_rank():
+        return [LightningEnvironment()]
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 

@@ -131,8 +131,11 @@ def run_tags(cfg: DictConfig, device: str) -> dict[str, str]:
 def mlflow_run(
     cfg: DictConfig, device: str, parent_run_id: str | None = None, extra_tags: dict | None = None
 ):
-    """Yield an active MLflow run (or None when logging is off); FAILED on exception."""
-    if cfg.logger.experiment is None:
+    """Yield an active MLflow run (or None when logging is off, and in every data-parallel rank
+    but rank 0: one run per run, rank 0 logs what all ranks measured); FAILED on exception."""
+    from src.train.distributed import rank
+
+    if cfg.logger.experiment is None or rank() != 0:
         yield None
         return
     uri = tracking_uri(cfg.logger.tracking_uri)

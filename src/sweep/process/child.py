@@ -27,16 +27,20 @@ def child_main(job: TrialJob, conn) -> None:
     _stop_with_driver(job.driver_pid, callback)
     try:
         from src.sweep.configs import trial_config
+        from src.sweep.process.rank import rank_starter
+        from src.train.distributed import other_ranks, world_size
         from src.train.run import train
 
         cfg = trial_config(job.overrides)
-        metrics = train(
-            cfg,
-            callbacks=[callback],
-            parent_run_id=job.parent_run_id,
-            extra_tags=job.tags,
-            estimated=job.estimate,
-        )
+        # trainer.devices > 1: this process is rank 0 of a data-parallel trial.
+        with other_ranks(world_size(cfg), rank_starter(job, conn)):
+            metrics = train(
+                cfg,
+                callbacks=[callback],
+                parent_run_id=job.parent_run_id,
+                extra_tags=job.tags,
+                estimated=job.estimate,
+            )
         reason = "pruned" if callback.pruned_at_step is not None else "complete"
         conn.send(
             (

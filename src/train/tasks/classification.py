@@ -50,7 +50,7 @@ class ClassificationModule(FineTuneModule):
         out = self(batch)
         metric(out.logits.argmax(-1), batch["labels"])
         n = batch["labels"].shape[0]
-        self.log(f"{stage}/loss", out.loss, batch_size=n)
+        self.log(f"{stage}/loss", out.loss, batch_size=n, sync_dist=True)  # mean over ranks
         self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=n)
 
     def validation_step(self, batch, batch_idx):

@@ -78,12 +78,22 @@ class GenerationModule(FineTuneModule):
         self._sums[key] = self._sums.get(key, 0.0) + value
 
     def _log_epoch(self, stage: str) -> None:
-        sums, self._sums = self._sums, {}
+        sums, self._sums = self._summed_over_ranks(self._sums), {}
         loss = sums["loss_sum"] / max(sums["tokens"], 1)
         self.log(f"{stage}/loss", loss)
         self.log(f"{stage}/perplexity", math.exp(min(loss, 50.0)))
         if sums.get("rows"):
             self.log(f"{stage}/acc", sums["correct"] / sums["rows"], prog_bar=True)
+
+    def _summed_over_ranks(self, sums: dict[str, float]) -> dict[str, float]:
+        """Data-parallel ranks each saw part of the split: add their sums (every rank has every
+        key, so the collective matches); unchanged with one rank."""
+        if self.trainer.world_size <= 1:
+            return sums
+        keys = ("loss_sum", "tokens", "correct", "rows")
+        local = torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)
+        total = self.trainer.strategy.reduce(local.to(self.device), reduce_op="sum").cpu()
+        return {k: float(v) for k, v in zip(keys, total, strict=True) if k in sums or v > 0}
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch)
