@@ -23,7 +23,14 @@ from contextlib import contextmanager
 from omegaconf import DictConfig
 
 # Measured on every rank; the run logs each rank's value and a total (see gather_per_rank).
-PER_RANK = ("mem/peak_mb", "mem/tensor_peak_mb", "time/step_ms", "time/train_s", "train/steps")
+PER_RANK = (
+    "mem/peak_mb",
+    "mem/tensor_peak_mb",
+    "time/step_ms",
+    "time/train_s",
+    "throughput/tokens_per_s",
+    "train/steps",
+)
 
 
 def world_size(cfg: DictConfig) -> int:
@@ -143,6 +150,7 @@ def gather_per_rank(trainer, measured: dict[str, float]) -> dict[str, float]:
             "mem/tensor_peak_mb": float(column["mem/tensor_peak_mb"].max()),
             "time/step_ms": float(column["time/step_ms"].max()),
             "time/device_s": float(column["time/train_s"].sum()),
+            "throughput/tokens_per_s": float(column["throughput/tokens_per_s"].sum()),
             "dist/world_size": float(trainer.world_size),
         }
     )
