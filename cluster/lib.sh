@@ -107,3 +107,25 @@ pid_file() {
 	*) echo "$RUN/$1.pid" ;;
 	esac
 }
+
+# The port a part got at the last fresh start (.cluster/ports).
+last_port() { sed -n "s/^$1=//p" "$STATE/ports" 2>/dev/null; }
+
+# The MLflow server on the cluster's PostgreSQL (needs MLFLOW_PASSWORD, PG_PORT, MLFLOW_PORT).
+start_mlflow() {
+	MLFLOW_START=$EPOCHREALTIME
+	[[ -x $ROOT/.venv/bin/mlflow ]] || die "no .venv/bin/mlflow: run make install first"
+	# The backend URI goes by environment, so its password is not on ps's command line. No job
+	# execution: its background workers take CPU and outlive the server's SIGTERM.
+	MLFLOW_BACKEND_STORE_URI="postgresql+psycopg://mlflow:$MLFLOW_PASSWORD@127.0.0.1:$PG_PORT/mlflow" \
+		MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+		setsid "$ROOT/.venv/bin/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" \
+		--workers 1 --artifacts-destination "$ARTIFACTS" >"$STATE/mlflow.log" 2>&1 </dev/null &
+	echo $! >"$RUN/mlflow.pgid" # its own session: down.sh stops the whole group
+}
+
+wait_mlflow() {
+	wait_until 120 curl -fsS "http://127.0.0.1:$MLFLOW_PORT/health" ||
+		die "the MLflow server did not answer: see $STATE/mlflow.log"
+	log "MLflow server ready in $(seconds_since "$MLFLOW_START") s (port $MLFLOW_PORT)"
+}

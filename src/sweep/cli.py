@@ -241,9 +241,11 @@ def _checked(settings: dict, overrides: list[str]):
     spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
     study_name = settings.get("study_name", spec.name)
     storage = settings["storage"] if "storage" in settings else default_storage()
+    from src.sweep.gpus import device_problems
     from src.sweep.slurm import launcher_problems
 
     problems = launcher_problems(settings, storage, SLURM_ONLY)
+    problems += [] if problems else device_problems(spec, overrides, settings)
     if problems:
         raise ConfigError(problems)
     preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))

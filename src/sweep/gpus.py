@@ -29,3 +29,32 @@ def worker_gpus(index: int, workers: int, gpus: list[str]) -> str | None:
     if per_worker == 0:
         return None
     return ",".join(gpus[index * per_worker : (index + 1) * per_worker])
+
+
+def device_problems(spec, overrides: list[str], settings: dict) -> list[str]:
+    """A trial on GPUs needs trainer.devices of them in its worker: checked before anything is
+    submitted (otherwise every trial would fail in Lightning, on a cluster after a queue wait)."""
+    from src.sweep.configs import method_choices
+
+    needed = {
+        choice.label: choice.cfg.trainer.devices
+        for choice in method_choices(spec.space, [*spec.base, *overrides])
+        if choice.cfg is not None and choice.cfg.trainer.accelerator in ("gpu", "cuda")
+    }
+    if not needed:
+        return []
+    if settings.get("launcher", "local") == "slurm":
+        have, where = settings.get("launcher.gpus_per_worker", 0), "launcher.gpus_per_worker"
+    else:
+        gpus, workers = visible_gpus(), settings.get("workers", 1)
+        if len(gpus) < workers:  # no GPU here (checked with the trial's device) or shared
+            return []
+        have, where = len(gpus) // workers, f"{len(gpus)} visible GPU(s) / workers={workers}"
+    over = {label: devices for label, devices in needed.items() if devices > have}
+    if not over:
+        return []
+    which = "every trial" if len(over) == len(needed) else ", ".join(over)
+    return [
+        f"trainer.devices={max(over.values())} GPU(s) per trial ({which}), but each worker "
+        f"has {have} ({where})"
+    ]

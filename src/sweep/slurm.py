@@ -21,6 +21,8 @@ from src.sweep import interrupts
 JOBS_ATTR = "slurm_jobs"  # study user attr: {"array", "workers", "folder", "n_trials"}
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
 ENDED |= {"DEADLINE", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"}
+GONE = "GONE"  # no accounting, and squeue no longer lists the job: it ended
+ENDED.add(GONE)
 
 
 @dataclass
@@ -165,18 +167,24 @@ def requeue_this_job() -> None:
 
 
 def job_states(array_id: str) -> dict[str, str]:
-    """Task id -> SLURM state (sacct knows ended jobs too; squeue only queued/running ones)."""
-    done = subprocess.run(
-        ["sacct", "-j", array_id, "-n", "-X", "-P", "-o", "JobID,State"],
-        capture_output=True,
-        text=True,
-    )
+    """Task id -> SLURM state. sacct knows ended jobs too; on a cluster without accounting
+    (sacct fails) squeue is asked instead, which forgets a job soon after it ends: a job it no
+    longer lists is GONE (ended, how is unknown)."""
+    done = _run(["sacct", "-j", array_id, "-n", "-X", "-P", "-o", "JobID,State"])
+    if done.returncode != 0:
+        done = _run(["squeue", "-h", "-t", "all", "-j", array_id, "-o", "%i|%T"])
+        if done.returncode != 0 or not done.stdout.strip():
+            return {array_id: GONE}
     states = {}
     for line in done.stdout.splitlines():
         job, _, state = line.partition("|")
         if job and state:
             states[job] = state.split()[0]  # "CANCELLED by 0" -> CANCELLED
     return states
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True)
 
 
 def all_ended(states: dict[str, str]) -> bool:

@@ -213,11 +213,16 @@ def estimate_run(cfg: DictConfig, inputs: Inputs, made: dict | None = None) -> d
 
 
 def _logger(cfg: DictConfig, run) -> MLFlowLogger | bool:
-    """Lightning logs the curves (train/loss, val/*) into the run we opened."""
+    """Lightning logs the curves (train/loss, val/*) into the run we opened. Asynchronously:
+    a tracking server that is down (restarting, a network cut) must not stop training. MLflow's
+    queue retries each batch with its HTTP backoff (~4 min in all by default:
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES) and the run's end waits until everything queued arrived."""
     if run is None:
         return False
     return MLFlowLogger(
-        tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri), run_id=run.info.run_id
+        tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri),
+        run_id=run.info.run_id,
+        synchronous=False,
     )
 
 

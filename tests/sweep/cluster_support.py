@@ -9,6 +9,7 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -152,3 +153,17 @@ def children_of(runs: list, parent) -> list[int]:
     kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {r.info.status for r in kids} == {"FINISHED"}
     return sorted(int(r.data.tags["trial"]) for r in kids)
+
+
+def wait_for_training(cluster, name: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
+    """The first trial once its process is training (its MLflow run exists)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            trials = trials_of(cluster, name)
+        except KeyError:
+            trials = []
+        if trials and trials[0].user_attrs.get("run_id"):
+            return trials[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no trial of {name} started training within {timeout} s")

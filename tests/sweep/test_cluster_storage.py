@@ -35,6 +35,7 @@ from cluster_support import (  # tests/sweep is on sys.path: pytest's default im
     skip_or_fail,
     sweep,
     trials_of,
+    wait_for_training,
 )
 from mlflow.tracking import MlflowClient
 
@@ -165,20 +166,6 @@ def restart_postgres_when_training(cluster, name: str, reports: bool) -> float:
         timeout=90,
     )
     return time.time() - start
-
-
-def wait_for_training(cluster, name: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
-    """The first trial once its process is training (its MLflow run exists)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            trials = trials_of(cluster, name)
-        except KeyError:
-            trials = []
-        if trials and trials[0].user_attrs.get("run_id"):
-            return trials[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no trial of {name} started training within {timeout} s")
 
 
 def wait_gone(pid: int, timeout: float) -> None:

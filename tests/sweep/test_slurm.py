@@ -5,6 +5,7 @@ runs. Input errors are checked without a cluster."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -122,6 +123,24 @@ def test_launcher_input_is_checked_before_any_work(args, message, tmp_path, caps
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_trials_needing_more_gpus_than_a_worker_has_are_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")  # 1 GPU each for 2 workers
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "sweep=default",
+                f"paths.root={tmp_path}",
+                "workers=2",
+                "trainer=gpu",
+                "trainer.devices=2",
+            ]
+        )
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "trainer.devices=2 GPU(s) per trial (every trial), but each worker has 1" in err
+    assert "3 visible GPU(s) / workers=2" in err and not (tmp_path / "sweeps").exists()
+
+
 def test_local_workers_get_their_own_gpus():
     gpus = ["0", "1", "2", "3", "4"]
     assert [worker_gpus(i, 2, gpus) for i in range(2)] == ["0,1", "2,3"]
@@ -145,3 +164,32 @@ def test_a_preempted_worker_requeues_its_trial_and_its_job(cluster, sweep):
     assert retry.state.name == "COMPLETE" and retry.params == victim.params
     assert retry.user_attrs["worker"] == victim.user_attrs["worker"]  # the same job, requeued
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+
+
+@cluster_only
+def test_job_states_without_accounting_come_from_squeue(cluster, tmp_path, monkeypatch):
+    """On a cluster without accounting sacct fails ("accounting storage is disabled"); job
+    states then come from squeue, and a job squeue no longer lists has ended."""
+    from src.sweep import slurm
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "sacct").write_text(
+        "#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n"
+    )
+    (shim / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "--wrap", "sleep 3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    array = submitted.stdout.strip().split(";")[0]
+    states = slurm.job_states(array)
+    assert states and not slurm.all_ended(states), states  # pending or running, from squeue
+    deadline = time.time() + 60
+    while not slurm.all_ended(slurm.job_states(array)) and time.time() < deadline:
+        time.sleep(1)
+    assert slurm.all_ended(slurm.job_states(array))
+    assert slurm.job_states("999999") == {"999999": slurm.GONE}  # never listed: ended
