@@ -88,6 +88,27 @@ def training_sequence(cfg) -> int | None:
     return _LONGEST_ROW[key]
 
 
+_ESTIMATES: dict[tuple[str, int | None], object] = {}
+
+
+def _estimated(cfg, sequence: int | None, estimate):
+    """estimate(cfg), made once per configuration that differs in more than its learning rate
+    (TPE samples a new rate nearly every trial; the rate changes no tensor and no step's work,
+    and an estimate costs ~1 s of the trial's start)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("run_name", None)
+    plain["optim"].pop("lr", None)
+    plain["optim"].get("optimizer", {}).pop("lr", None)
+    key = (json.dumps(plain, sort_keys=True, default=str), sequence)
+    if key not in _ESTIMATES:
+        _ESTIMATES[key] = estimate(cfg, sequence=sequence)
+    return _ESTIMATES[key]
+
+
 def judge(overrides: list[str], budget: Budget) -> Verdict:
     """Estimate the trial's configuration and compare it with the budget. An estimator failure
     never stops a sweep: the trial then runs and its own run decides."""
@@ -99,7 +120,7 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
     try:
         # Timed and for the trial's own longest row: the trial process logs this estimate
         # instead of making it again (0.5-1 s of every trial's start).
-        est = estimate(cfg, sequence=training_sequence(cfg))
+        est = _estimated(cfg, training_sequence(cfg), estimate)
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
         return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
     found = {"peak_mb": round(est.peak_mb, 1), "step_ms": est.step_ms, "gflops": est.gflops}

@@ -82,3 +82,19 @@ def test_the_preflight_warns_about_a_method_that_can_never_fit(sweep_env, capsys
         assert f"warning: space.method.choices.{method}: estimated peak" in err
     assert "exceeds the memory budget 1 MB (budget.memory_mb)" in err
     assert [t.user_attrs["reason"] for t in study.trials] == ["over_budget"] * 2
+
+
+def test_an_estimate_is_made_once_per_configuration_but_its_learning_rate(tmp_path):
+    """The driver judges every trial; TPE samples a new learning rate nearly every time, which
+    changes no tensor: the estimate is reused, and made anew when anything else differs."""
+    from src.sweep import budget
+
+    base = ["model=tiny_bert", "adapter=lora", f"paths.root={tmp_path}"]
+    limit = budget.Budget(memory_mb=1e6)
+    before = len(budget._ESTIMATES)
+    first = budget.judge([*base, "optim.lr=1e-4"], limit)
+    again = budget.judge([*base, "optim.lr=3e-3"], limit)
+    assert len(budget._ESTIMATES) == before + 1 and again.estimate == first.estimate
+    bigger = budget.judge([*base, "adapter.peft.r=64", "optim.lr=1e-4"], limit)
+    assert len(budget._ESTIMATES) == before + 2
+    assert bigger.estimate["peak_mb"] > first.estimate["peak_mb"]
