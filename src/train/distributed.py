@@ -39,6 +39,17 @@ def world_size(cfg: DictConfig) -> int:
     return devices if isinstance(devices, int) and devices > 1 else 1
 
 
+def trainer_strategy(cfg: DictConfig):
+    """What Lightning's Trainer gets as `strategy`: as configured for one device; with several,
+    DDP whose gradients live in its all-reduce buckets (gradient_as_bucket_view): otherwise each
+    rank holds every trainable gradient twice, which the pre-flight estimate does not count."""
+    if world_size(cfg) <= 1:
+        return cfg.trainer.get("strategy", "auto")
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(gradient_as_bucket_view=True)
+
+
 def rank() -> int:
     """This process's global rank: 0 unless it was started as another rank of a run."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))

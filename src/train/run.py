@@ -127,7 +127,7 @@ def train(
     timer, tensor_peak = measure.StepTimer(), measure.TensorPeak()
     with tracking.mlflow_run(cfg, device, parent_run_id, extra_tags) as run:
         trainer = pl.Trainer(
-            **cfg.trainer,
+            **{**cfg.trainer, "strategy": distributed.trainer_strategy(cfg)},
             precision=cfg.precision.name,
             logger=_logger(cfg, run),
             callbacks=[timer, tensor_peak, *build_callbacks(cfg), *(callbacks or [])],
