@@ -156,11 +156,17 @@ def children_of(runs: list, parent) -> list[int]:
 
 
 def wait_for_training(cluster, name: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
-    """The first trial once its process is training (its MLflow run exists)."""
+    """The first trial of study `name` on the cluster once its process is training."""
+    return wait_until_training(lambda: trials_of(cluster, name), name, timeout)
+
+
+def wait_until_training(load_trials, name: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
+    """The first trial load_trials() returns once its process is training (its MLflow run
+    exists); the study may not exist yet (KeyError) when the driver has only just started."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            trials = trials_of(cluster, name)
+            trials = load_trials()
         except KeyError:
             trials = []
         if trials and trials[0].user_attrs.get("run_id"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
+from cluster_support import wait_until_training  # tests/sweep is on sys.path
 from mlflow.tracking import MlflowClient
 
 from src.sweep import main
@@ -70,16 +71,8 @@ def wait_for_running_trial(
     name: str, storage: str, timeout: float = 180
 ) -> optuna.trial.FrozenTrial:
     """The first trial once its process is training (its MLflow run exists)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            trials = optuna.load_study(study_name=name, storage=storage).trials
-        except KeyError:
-            trials = []
-        if trials and trials[0].user_attrs.get("run_id"):
-            return trials[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no trial of {name} started training within {timeout} s")
+    load = lambda: optuna.load_study(study_name=name, storage=storage).trials  # noqa: E731
+    return wait_until_training(load, name, timeout)
 
 
 def gone(pid: int) -> bool:
