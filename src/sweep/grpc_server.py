@@ -141,6 +141,17 @@ def serve_main(argv: list[str]) -> None:
 
 def parse_args(argv: list[str]) -> dict:
     """Every problem with the arguments, the storage and the address, before anything starts."""
+    args, problems = read_args(argv)
+    problems += _storage_problems(args["storage"])
+    if not problems and not _bindable(args["host"], args["port"]):
+        problems.append(f"cannot listen on {args['host']}:{args['port']}: in use or not here")
+    if problems:
+        raise ConfigError(problems)
+    return args
+
+
+def read_args(argv: list[str]) -> tuple[dict, list[str]]:
+    """(the arguments with defaults, problems with their form); nothing is connected to."""
     args = {"host": "127.0.0.1", "port": str(DEFAULT_PORT), "threads": str(DEFAULT_THREADS)}
     problems = []
     for arg in argv:
@@ -155,12 +166,7 @@ def parse_args(argv: list[str]) -> dict:
         if number is None or not low <= number <= high:
             problems.append(f"{key}={args[key]!r}: must be an integer from {low} to {high}")
         args[key] = number
-    problems += _storage_problems(args["storage"])
-    if not problems and not _bindable(args["host"], args["port"]):
-        problems.append(f"cannot listen on {args['host']}:{args['port']}: in use or not here")
-    if problems:
-        raise ConfigError(problems)
-    return args
+    return args, problems
 
 
 def _storage_problems(url: str) -> list[str]:
