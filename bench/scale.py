@@ -44,6 +44,7 @@ TINY = [
     "data.test_size=64",
     "data.batch_size=16",
     "trainer.max_steps=1",
+    "trainer.val_check_interval=1",  # one validation: the objective
     "trainer.max_epochs=-1",
 ]
 SWEEP = """
@@ -84,6 +85,7 @@ def coordination(env: dict, workers: int, per_worker: int, folder: Path) -> dict
     from src.sweep.storage import open_storage
 
     name = f"scale-coord-{workers}w-{uuid.uuid4().hex[:6]}"
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "tiny.yaml").write_text(SWEEP.format(base=TINY))
     args = [
         f"sweep={folder / 'tiny.yaml'}",
@@ -192,8 +194,7 @@ def use_stubs() -> None:
 
 
 def throughput(env: dict, workers: int, per_worker: int, folder: Path) -> dict:
-    """Trials per hour: trial starts per second in the window where every worker was running
-    trials (from the last worker's first start to the first worker's last start)."""
+    """Stub trials through run_sweep with `workers` local worker processes (see rates)."""
     from src.sweep.run import run_sweep
     from src.sweep.spec import load_spec
 
@@ -205,7 +206,15 @@ def throughput(env: dict, workers: int, per_worker: int, folder: Path) -> dict:
         spec, name, env["FTSWEEP_STORAGE"], workers * per_worker, overrides=overrides,
         workers=workers,
     )  # fmt: skip
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    return {"workers": workers, **rates(study.trials, workers)}
+
+
+def rates(trials, workers: int) -> dict:
+    """Two estimates of trials/hour: starts in the window where every worker was running trials
+    (from the last worker's first start to the first worker's last start), and the sum of each
+    worker's own rate (its trials - 1 over its first to last start); the window one counts the
+    edges of the window to within a trial per worker."""
+    done = [t for t in trials if t.state.name == "COMPLETE"]
     starts: dict[str, list[float]] = {}
     for t in done:
         starts.setdefault(t.user_attrs["worker"], []).append(t.datetime_start.timestamp())
@@ -213,14 +222,25 @@ def throughput(env: dict, workers: int, per_worker: int, folder: Path) -> dict:
     last = min(max(s) for s in starts.values())  # ... and none has stopped
     inside = [s for ss in starts.values() for s in ss if first <= s < last]
     window = max(last - first, 1e-9)
+    own = sum((len(ss) - 1) / (max(ss) - min(ss)) for ss in starts.values() if len(ss) > 1)
     return {
-        "workers": workers,
         "trials": len(done),
         "window_s": round(window, 1),
         "trials_in_window": len(inside),
         "trials_per_hour": round(len(inside) / window * 3600, 1),
+        "trials_per_hour_worker_sum": round(own * 3600, 1),
         "ideal_per_hour": round(workers * 3600 / STUB_S, 1),
     }
+
+
+def efficiency(rows: list[dict]) -> None:
+    """N-worker trials/hour / (N x 1-worker trials/hour), for both estimates."""
+    for row in rows:
+        for key, out in (
+            ("trials_per_hour", "efficiency"),
+            ("trials_per_hour_worker_sum", "efficiency_worker_sum"),
+        ):
+            row[out] = round(row[key] / (row["workers"] * rows[0][key]), 3)
 
 
 def main() -> None:
@@ -246,10 +266,7 @@ def main() -> None:
             measured(throughput, env, n, 5 if quick else 10, folder / f"stub{n}")
             for n in (1, 2, 4, 8)
         ]
-        for row in rows:
-            row["efficiency"] = round(
-                row["trials_per_hour"] / (row["workers"] * rows[0]["trials_per_hour"]), 3
-            )
+        efficiency(rows)
         results["throughput"] = rows
         save(results)
     if "sim" in only or "tpe" in only:

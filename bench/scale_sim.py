@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import random
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,21 +26,27 @@ from types import SimpleNamespace
 STUB_S = 5.0
 SIZES = (64, 256, 1024)
 PROXY_THREADS = 16
+PROXY_PORT = 13071
 
 
 def simulations(env: dict, quick: bool, measured) -> list[dict]:
     """Every size against PostgreSQL directly, then through a gRPC proxy served here."""
-    from src.sweep.grpc_server import build_server
-
     window = 20.0 if quick else 40.0
     rows = [measured(simulate, env["FTSWEEP_STORAGE"], n, window, "postgresql") for n in SIZES]
-    server = build_server(env["FTSWEEP_STORAGE"], "127.0.0.1", 13071, PROXY_THREADS)
-    server.start()
+    # The proxy in a process of its own (as on a cluster): not sharing the workers' interpreter.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "src.sweep", "serve-storage", f"port={PROXY_PORT}"]
+        + [f"threads={PROXY_THREADS}", f"storage={env['FTSWEEP_STORAGE']}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        url = "grpc://127.0.0.1:13071"
+        assert server.stdout.readline().startswith("[serve-storage]"), "the proxy did not start"
+        url = f"grpc://127.0.0.1:{PROXY_PORT}"
         rows += [measured(simulate, url, n, window, "grpc proxy") for n in SIZES]
     finally:
-        server.stop(grace=None)
+        server.terminate()
+        server.wait(30)
     return rows
 
 
