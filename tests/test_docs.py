@@ -6,7 +6,8 @@ would type them, with tiny models and a few steps appended:
   - `python -m src.train|sweep|report`, `ftsweep-*` and `make train|sweep|report` run for real;
   - a command that needs the hub or a GPU (model=hf, data=hf, trainer=gpu) is composed and
     validated instead (nothing is downloaded here); one that needs a SLURM cluster
-    (launcher=slurm, `src.sweep status`) has its settings parsed and checked instead;
+    (launcher=slurm, `src.sweep status`) or a gRPC storage proxy (`serve-storage`,
+    storage=grpc://...) has its settings parsed and checked instead;
   - other make targets (install, test, lint, ui, bench, cluster-up) are dry-run (`make -n`): the
     target must exist; running them here would recurse into the suite or start a server;
   - `source FILE` sets up the user's shell (a cluster's environment) and is skipped: the commands
@@ -30,6 +31,7 @@ import pandas as pd
 import pytest
 
 from src.sweep.cli import parse_args
+from src.sweep.grpc_server import read_args
 from src.sweep.status import parse_args as status_args
 from src.train.validate import command_line_problems
 
@@ -103,6 +105,9 @@ def as_argv(command: str) -> tuple[str, list[str]]:
     module, args = words[2], words[3:]
     if module == "src.sweep" and ("launcher=slurm" in args or args[:1] == ["status"]):
         return "cluster", args
+    # The gRPC storage proxy serves until stopped; its clients need one running.
+    if args[:1] == ["serve-storage"] or any(a.startswith("storage=grpc://") for a in args):
+        return "cluster", args
     if any(needle in args for needle in NEEDS_HUB_OR_GPU):
         return "compose", args
     return "run", [*words, *_tiny(module, command)]
@@ -166,6 +171,8 @@ def test_every_documented_command_runs(doc, tmp_path):
         if mode == "cluster":  # the settings parse (a typo fails here), nothing is submitted
             if argv[0] == "status":
                 status_args(argv[1:])
+            elif argv[0] == "serve-storage":
+                assert read_args(argv[1:])[1] == [], command
             else:
                 parse_args(argv)
             continue
@@ -207,3 +214,5 @@ def test_the_parser_finds_blocks_inline_commands_and_expectations(tmp_path):
     assert as_argv("python -m src.train model=hf model.name_or_path=x")[0] == "compose"
     assert as_argv("python -m src.sweep launcher=slurm workers=4")[0] == "cluster"
     assert as_argv("python -m src.sweep status study_name=s cancel=true")[0] == "cluster"
+    assert as_argv("python -m src.sweep serve-storage port=13000")[0] == "cluster"
+    assert as_argv("python -m src.report study_name=s storage=grpc://h:1")[0] == "cluster"

@@ -4,6 +4,7 @@ applied to every trial. Every input is checked before anything runs."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -46,7 +47,8 @@ SETTINGS = [
     Setting(
         "storage",
         str,
-        f"Optuna storage URL (default: ${STORAGE_ENV} if set, else the SQLite file)",
+        f"Optuna storage URL, or grpc://HOST:PORT for serve-storage's proxy (default: "
+        f"${STORAGE_ENV} if set, else the SQLite file)",
         default_storage,
     ),
     Setting("timeout", float, "no trial starts after this many seconds (default: the file's)"),
@@ -130,6 +132,11 @@ SETTINGS = [
         True,
     ),
 ]
+COMMANDS = {
+    "report": "src.sweep.report:main",
+    "status": "src.sweep.status:status_main",
+    "serve-storage": "src.sweep.grpc_server:serve_main",
+}
 SLURM_ONLY = [s.key for s in SETTINGS if s.key.startswith("launcher.")] + ["follow"]
 BY_KEY = {s.key: s for s in SETTINGS}
 EXAMPLES = """examples:
@@ -148,6 +155,7 @@ def help_text() -> str:
         "usage: python -m src.sweep [SETTING=VALUE ...] [HYDRA_OVERRIDE ...]",
         "       python -m src.sweep report study_name=S [storage=URL] [out=DIR]",
         "       python -m src.sweep status study_name=S [storage=URL] [follow=false] [cancel=true]",
+        "       python -m src.sweep serve-storage [storage=URL] [host=H] [port=P]  (gRPC proxy)",
         "",
         "Runs sweeps/NAME.yaml as an Optuna study, one process per trial, then writes the",
         "tradeoff report. Any key=value that is not a setting is a Hydra override applied to",
@@ -214,14 +222,9 @@ def main(argv: list[str] | None = None):
     """Exit codes: 0 done, 2 bad input (nothing ran), 1 a trial bug stopped the sweep,
     130 interrupted (Ctrl-C / SIGTERM; resume with the printed command)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["report"]:
-        from src.sweep.report import main as report_main
-
-        return report_main(argv[1:])
-    if argv[:1] == ["status"]:
-        from src.sweep.status import status_main
-
-        return status_main(argv[1:])
+    if argv[:1] and argv[0] in COMMANDS:  # imported on use: --help answers at once
+        module, _, function = COMMANDS[argv[0]].partition(":")
+        return getattr(importlib.import_module(module), function)(argv[1:])
     if any(a in ("-h", "--help", "help") for a in argv):
         print(help_text())
         return None

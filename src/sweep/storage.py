@@ -62,8 +62,20 @@ def _connection_lost(err: BaseException) -> bool:
             err.connection_invalidated or isinstance(err, (OperationalError, InterfaceError))
         ):
             return True
+        if _proxy_unavailable(err):
+            return True
         err = err.__cause__
     return False
+
+
+def _proxy_unavailable(err: BaseException) -> bool:
+    """A gRPC storage proxy that does not answer (stopped, restarting): grpc's UNAVAILABLE."""
+    code = getattr(err, "code", None)
+    if not type(err).__module__.startswith("grpc") or not callable(code):
+        return False
+    import grpc
+
+    return code() == grpc.StatusCode.UNAVAILABLE
 
 
 _retrying = threading.local()
@@ -115,11 +127,16 @@ for _name, _method in vars(optuna.storages.RDBStorage).items():
         setattr(ReconnectingRDBStorage, _name, _retried(_method))
 
 
-def open_storage(storage: str, heartbeat_s: int | None = None):
-    """RDB storage with heartbeats: a trial whose driver stops beating for 3 intervals is failed
-    by the next driver that looks, its MLflow run closed and its params re-queued."""
+def open_storage(storage: str, heartbeat_s: int | None = None, pool_size: int | None = None):
+    """RDB storage (or the gRPC proxy) with heartbeats: a trial whose driver stops beating for 3
+    intervals is failed by the next driver that looks, its MLflow run closed and its params
+    re-queued. pool_size: database connections kept (SQLAlchemy's default 5, +10 overflow)."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    if storage.startswith("grpc://"):  # the proxy (src/sweep/grpc_proxy.py): heartbeats too
+        from src.sweep.grpc_proxy import open_proxy
+
+        return open_proxy(storage, heartbeat_s or HEARTBEAT_S, on_stale_trial)
     if storage.startswith("sqlite"):  # relative or absolute, any driver: the folder must exist
         from sqlalchemy.engine import make_url
 
@@ -133,6 +150,8 @@ def open_storage(storage: str, heartbeat_s: int | None = None):
         "heartbeat_stale_trial_callback": on_stale_trial,
         "engine_kwargs": _engine_kwargs(storage),
     }
+    if pool_size:  # the proxy server: as many connections as threads that may query at once
+        kwargs["engine_kwargs"].update(pool_size=pool_size, max_overflow=0)
     if _backend(storage) == "sqlite":  # a file: no connection to lose (its lock has a timeout)
         return optuna.storages.RDBStorage(storage, **kwargs)
     return reconnecting(ReconnectingRDBStorage, storage, **kwargs)  # it connects at once
@@ -184,10 +203,8 @@ def open_study(
 def heartbeat(study, trial):
     """(beat, seconds between beats) for RDB storages with heartbeats, else (None, 10)."""
     storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
-    if (
-        not isinstance(storage, optuna.storages.RDBStorage)
-        or storage.get_heartbeat_interval() is None
-    ):
+    # RDB storage, or the gRPC proxy's client (src/sweep/grpc_proxy.py)
+    if not hasattr(storage, "record_heartbeat") or storage.get_heartbeat_interval() is None:
         return None, 10.0
     return (lambda: storage.record_heartbeat(trial._trial_id)), float(
         storage.get_heartbeat_interval()
@@ -198,10 +215,17 @@ def heartbeat(study, trial):
 def slot_lock(storage: str, name: str = "slots"):
     """Held while a driver counts trials and asks for one, so workers never start more trials
     than wanted: a file lock next to a SQLite study (local workers), an advisory lock on
-    PostgreSQL (workers on any host; name narrows it, e.g. to one study); other storages: none
+    PostgreSQL (workers on any host; name narrows it, e.g. to one study), a lease in the gRPC
+    proxy (the workers behind that proxy); other storages: none
     (several hosts may then overshoot n_trials by at most workers - 1, like Optuna's own)."""
     if _backend(storage) == "postgresql":
         with _advisory_lock(storage, name):
+            yield
+        return
+    if storage.startswith("grpc://"):  # a lease held by the proxy (src/sweep/grpc_proxy.py)
+        from src.sweep.grpc_proxy import proxy_lock
+
+        with proxy_lock(storage, name):
             yield
         return
     if not storage.startswith("sqlite:///"):

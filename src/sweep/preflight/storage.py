@@ -11,7 +11,7 @@ from src.sweep.urls import display_url
 ALLOWED_STORAGE = (
     "sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, "
     "postgresql[+driver]://USER:PASSWORD@HOST[:PORT]/DB or "
-    "mysql[+driver]://USER:PASSWORD@HOST[:PORT]/DB"
+    "mysql[+driver]://USER:PASSWORD@HOST[:PORT]/DB or grpc://HOST:PORT (serve-storage's proxy)"
 )
 CONNECT_TIMEOUT_S = 5
 # SQLAlchemy names a driver by its dialect; pip names the package differently.
@@ -39,6 +39,10 @@ def storage_problems(url: str) -> list[str]:
     """The Optuna storage URL: a supported form, then a usable SQLite file or a reachable server."""
     from sqlalchemy.engine import make_url
 
+    if url.startswith("grpc://"):  # serve-storage's proxy: it checks its database itself
+        from src.sweep.grpc_proxy import proxy_problems
+
+        return proxy_problems(url)
     where = f"storage={display_url(url)}: "
     try:
         parsed = make_url(url)

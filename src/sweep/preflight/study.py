@@ -48,6 +48,8 @@ def _stored_study(study_name: str, url: str) -> tuple[tuple[list[str], dict] | N
     import sqlalchemy
     from sqlalchemy.engine import make_url
 
+    if url.startswith("grpc://"):
+        return _stored_study_via_proxy(study_name, url)
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite and not Path(parsed.database).is_file():
@@ -74,6 +76,26 @@ def _stored_study(study_name: str, url: str) -> tuple[tuple[list[str], dict] | N
         return None, [f"storage={display_url(url)}: cannot read study '{study_name}': {reason}"]
     finally:
         engine.dispose()
+
+
+def _stored_study_via_proxy(study_name: str, url: str):
+    """Loading through the proxy reads only (it asks for the study's id by name)."""
+    import optuna
+
+    from src.sweep.grpc_proxy import open_proxy
+
+    proxy = open_proxy(url)
+    try:
+        study = optuna.load_study(
+            study_name=study_name, storage=proxy, sampler=optuna.samplers.RandomSampler()
+        )
+        return ([d.name.lower() for d in study.directions], dict(study.user_attrs)), []
+    except KeyError:
+        return None, []
+    except Exception as err:  # noqa: BLE001 - the proxy's or its database's error
+        return None, [f"storage={url}: cannot read study '{study_name}': {first_line(err)}"]
+    finally:
+        proxy.close()
 
 
 def stored_study_exists(study_name: str, url: str) -> bool:

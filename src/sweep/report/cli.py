@@ -64,7 +64,9 @@ def _load(args: dict[str, str]):
     if problems:
         raise ConfigError(problems)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=args["study_name"], storage=storage)
+    from src.sweep.storage import open_storage  # a URL, or the gRPC proxy's client
+
+    return optuna.load_study(study_name=args["study_name"], storage=open_storage(storage))
 
 
 def entry() -> None:
