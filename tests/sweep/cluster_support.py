@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -173,3 +174,23 @@ def wait_until_training(load_trials, name: str, timeout: float = 180) -> optuna.
             return trials[0]
         time.sleep(0.5)
     raise AssertionError(f"no trial of {name} started training within {timeout} s")
+
+
+def wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"trial process {pid} still running after {timeout} s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -17,7 +17,6 @@ import time
 import uuid
 
 import optuna
-import psutil
 import pytest
 from cluster_support import (  # tests/sweep is on sys.path: pytest's default import mode
     ENV_FILE,
@@ -29,6 +28,7 @@ from cluster_support import (  # tests/sweep is on sys.path: pytest's default im
     TINY,
     children_of,
     cluster,
+    free_port,
     one_cluster_test_at_a_time,
     run_sweep,
     runs_of,
@@ -36,6 +36,7 @@ from cluster_support import (  # tests/sweep is on sys.path: pytest's default im
     sweep,
     trials_of,
     wait_for_training,
+    wait_gone,
 )
 from mlflow.tracking import MlflowClient
 
@@ -168,18 +169,6 @@ def restart_postgres_when_training(cluster, name: str, reports: bool) -> float:
     return time.time() - start
 
 
-def wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.NoSuchProcess:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"trial process {pid} still running after {timeout} s")
-
-
 # Without a cluster: the default storage and the preflight's answer for an unreachable server.
 
 
@@ -209,11 +198,3 @@ def test_an_unreachable_postgres_is_one_error_before_any_work(tmp_path, monkeypa
     )
     assert "Connection refused" in problem and "secret" not in err
     assert time.time() - start < 30 and not (tmp_path / "sweeps").exists()  # nothing ran
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -23,15 +23,17 @@ from cluster_support import (  # tests/sweep is on sys.path: pytest's default im
     SHORT,
     children_of,
     cluster,
+    free_port,
     one_cluster_test_at_a_time,
     run_sweep,
     runs_of,
     skip_or_fail,
     sweep,
     trials_of,
+    wait_for_training,
+    wait_gone,
 )
 from mlflow.tracking import MlflowClient
-from test_cluster_storage import free_port, wait_for_training, wait_gone
 
 from src.sweep import STORAGE_ENV, main
 from src.sweep.grpc_server import build_server
