@@ -180,7 +180,15 @@ def test_job_states_without_accounting_come_from_squeue(cluster, tmp_path, monke
     (shim / "sacct").chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
     submitted = subprocess.run(
-        ["sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "--wrap", "sleep 3"],
+        [
+            "sbatch",
+            "--parsable",
+            "--array=0-1",
+            "--cpus-per-task=1",
+            f"--output={tmp_path}/%A_%a.out",
+            "--wrap",
+            "sleep 3",
+        ],
         capture_output=True,
         text=True,
         check=True,
