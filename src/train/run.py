@@ -155,7 +155,7 @@ def train(
             metrics.update(evaluation.after_fit(module, datamodule))
         if run is not None:
             tracking.log_final_metrics(metrics, step=trainer.global_step)
-    if cfg.summary and distributed.rank() == 0:
+    if cfg.summary and trainer.is_global_zero:
         print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
     return metrics
 
