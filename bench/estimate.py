@@ -15,6 +15,13 @@ the tiny-model rows only, rewrites that file, and reports every row with the new
 shipped experiments' rows are out of sample. Results: bench/results/estimate.json.
 
     .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING] [--steps 8]
+
+On a GPU (`--device cuda`): the same rows with trainer=gpu plus rows at the precisions people use
+there, measured against torch.cuda.max_memory_allocated (results: estimate_cuda.json); with
+`--large CONFIG_DIR` also LoRA and QLoRA r16 of that architecture at batch 4 x 2048, with and
+without activation checkpointing, on random-init weights written there first (memory and time
+do not depend on weight values). Where the asset packages cannot be installed, run
+bench/standin_assets.py first.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results" / "estimate.json"
+RESULTS = {
+    "cpu": ROOT / "bench" / "results" / "estimate.json",
+    "cuda": ROOT / "bench" / "results" / "estimate_cuda.json",
+}
 MEASURED_KINDS = ("mem", "time", "estimate")
 CALIBRATION = ROOT / "src" / "train" / "estimate" / "calibration.py"
 
@@ -75,13 +85,108 @@ def shipped() -> list[tuple[str, list[str]]]:
     return [(name, [f"+experiment={name}"]) for name in names]
 
 
-def rows() -> list[tuple[str, list[str], bool]]:
+# What GPU users run that the CPU rows do not: bf16 weights or autocast, longer sequences.
+GPU_ONLY = [
+    (
+        "full bf16-mixed b32 s128",
+        ["+experiment=full", "precision=bf16-mixed", "data.batch_size=32", "data.max_length=128"],
+    ),
+    (
+        "smollm2_lora_r16 bf16-true b16 s256",
+        [
+            "+experiment=smollm2_lora_r16",
+            "precision=bf16-true",
+            "data.batch_size=16",
+            "data.max_length=256",
+        ],
+    ),
+    (
+        "smollm2_qlora_r8 bf16-mixed b16 s256",
+        [
+            "+experiment=smollm2_qlora_r8",
+            "precision=bf16-mixed",
+            "data.batch_size=16",
+            "data.max_length=256",
+        ],
+    ),
+    (
+        "smollm2_sft_lora bf16-true b8 s512",
+        [
+            "+experiment=smollm2_sft_lora",
+            "precision=bf16-true",
+            "data.batch_size=8",
+            "data.max_length=512",
+        ],
+    ),
+]
+
+
+def large_rows(config_dir: str) -> list[tuple[str, list[str]]]:
+    """LoRA (bf16 weights) and QLoRA (nf4 base, bf16 autocast) r16 at sequence 2048: batch 4 with
+    activation checkpointing, and without it at the largest batch the estimate fits in 80 GB.
+    Evaluation runs at the training batch (at the default 64 rows the test pass's logits alone
+    would need 94 GB: the estimate is of the training step)."""
+    base = [
+        "model=hf",
+        f"model.name_or_path={config_dir}",
+        "task=generation",
+        "adapter=lora",
+        "adapter.peft.r=16",
+        "data.max_length=2048",
+    ]
+    methods = {
+        "lora r16 bf16-true": ["quant=none", "precision=bf16-true"],
+        "qlora r16 bf16-mixed": ["quant=nf4", "precision=bf16-mixed"],
+    }
+    name = Path(config_dir).name
+    return [
+        (
+            f"{name} {method}{' checkpointing' if ckpt else ''} b{batch} s2048",
+            [
+                *base,
+                *extra,
+                f"activation_checkpointing={str(ckpt).lower()}",
+                f"data.batch_size={batch}",
+                f"data.eval_batch_size={batch}",
+            ],
+        )
+        for ckpt, batch in ((True, 4), (False, 4), (False, 2))
+        for method, extra in methods.items()
+        if not (not ckpt and batch == 4 and method.startswith("qlora"))
+        and not (batch == 2 and method.startswith("lora"))
+    ]
+
+
+def prepare_large(config_dir: str) -> None:
+    """Random-init bf16 weights (built on the GPU: seconds, not minutes) and SmolLM2's tokenizer
+    (any will do: batches are padded to data.max_length) beside the config, once."""
+    folder = Path(config_dir)
+    if not any(folder.glob("*.safetensors")):
+        code = (
+            "import sys, torch; from transformers import AutoConfig, AutoModelForCausalLM;"
+            "torch.manual_seed(0);"
+            "cfg = AutoConfig.from_pretrained(sys.argv[1]); torch.set_default_device('cuda');"
+            "m = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16);"
+            "m.save_pretrained(sys.argv[1])"
+        )
+        subprocess.run([sys.executable, "-c", code, config_dir], check=True)
+    if not (folder / "tokenizer.json").exists():
+        from src.train import compose_config
+        from src.train.models import load_tokenizer, resolve_source
+
+        tokenizer = load_tokenizer(resolve_source(compose_config(["model=smollm2"]).model))
+        tokenizer.save_pretrained(folder)
+
+
+def rows(device: str = "cpu", large: str | None = None) -> list[tuple[str, list[str], bool]]:
     """(name, overrides, used for calibration)."""
     varied = [
         ("lora_r16 b8 s128", ["+experiment=lora_r16", "data.batch_size=8", "data.max_length=128"]),
         ("full b64 s32", ["+experiment=full", "data.batch_size=64", "data.max_length=32"]),
         ("qlora_r8 checkpointing", ["+experiment=qlora_r8", "activation_checkpointing=true"]),
     ]
+    if device == "cuda":
+        varied += GPU_ONLY + (large_rows(large) if large else [])
     return [(n, o, True) for n, o in TINY] + [(n, o, False) for n, o in shipped() + varied]
 
 
@@ -110,7 +215,7 @@ def run_row(overrides: list[str], steps: int) -> dict:
     for line in done.stdout.splitlines():
         if line.startswith("METRICS "):
             return json.loads(line.removeprefix("METRICS "))
-    raise RuntimeError(f"run failed ({' '.join(overrides)}):\n{done.stderr[-2000:]}")
+    raise RuntimeError(f"run failed ({' '.join(overrides)}):\n{done.stderr[-5000:]}")
 
 
 def progress_line(name: str, metrics: dict, row: dict) -> str:
@@ -122,9 +227,13 @@ def progress_line(name: str, metrics: dict, row: dict) -> str:
     )
 
 
-def fit_memory(rows: list[dict]) -> dict:
+def fit_memory(rows: list[dict], device: str) -> dict:
     """Least squares of (resident - estimated tensor peak) = fixed + heap_ratio x estimated
-    heap-served MB over the given rows."""
+    heap-served MB over the given rows. On a GPU the measured peak is the caching allocator's
+    count of allocated blocks: beyond the tensors only fixed workspaces (cuBLAS'), their median."""
+    if device == "cuda":
+        extra = statistics.median(r["mem/peak_mb"] - r["estimate/tensor_peak_mb"] for r in rows)
+        return {"fixed_mb": round(extra, 1), "heap_ratio": 0.0}
     xs = [r["estimate/heap_mb"] for r in rows]
     ys = [r["mem/peak_mb"] - r["estimate/tensor_peak_mb"] for r in rows]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
@@ -133,9 +242,13 @@ def fit_memory(rows: list[dict]) -> dict:
     return {"fixed_mb": round(max(0.0, mean_y - ratio * mean_x), 1), "heap_ratio": round(ratio, 3)}
 
 
-def fit_time(rows: list[dict]) -> dict:
+def fit_time(rows: list[dict], device: str) -> dict:
     """measured step = matmuls + other_scale x (the other modelled parts) + step_fixed_ms, by
-    least squares of the log ratio over the given rows (a grid: two numbers)."""
+    least squares of the log ratio over the given rows (a grid: two numbers). Not on a GPU: a
+    tiny model's GPU step is Python and kernel-launch time, and the fit to it (x1.5, +6 ms)
+    doubled the MiniLM rows' errors (+8..+32% -> +60..+97%) on the H100."""
+    if device == "cuda":
+        return {"other_scale": 1.0, "step_fixed_ms": 0.0}
 
     def loss(scale: float, fixed: float) -> float:
         return sum(
@@ -148,29 +261,38 @@ def fit_time(rows: list[dict]) -> dict:
     return {"other_scale": scale, "step_fixed_ms": fixed}
 
 
-def raw_time_parts(row: dict) -> dict:
+def memory_parts(row: dict) -> dict:
+    """The row's memory estimate made again here (no device timings: any machine can)."""
+    from src.train import compose_config
+    from src.train.estimate import estimate
+
+    est = estimate(compose_config([*row["overrides"], *SMALL_DATA]), timed=False)
+    return {"estimate/tensor_peak_mb": est.tensor_peak_mb, "estimate/heap_mb": est.heap_mb}
+
+
+def raw_time_parts(row: dict, device: str) -> dict:
     """The row's modelled time parts without calibration (same device timings as its run)."""
     from src.train import compose_config
     from src.train.estimate import estimate
     from src.train.estimate.calibration import OVERHEAD
 
-    saved = dict(OVERHEAD["cpu"])
-    OVERHEAD["cpu"].update(other_scale=1.0, step_fixed_ms=0.0)
+    saved = dict(OVERHEAD[device])
+    OVERHEAD[device].update(other_scale=1.0, step_fixed_ms=0.0)
     try:
         est = estimate(compose_config([*row["overrides"], *SMALL_DATA]))
     finally:
-        OVERHEAD["cpu"].update(saved)
+        OVERHEAD[device].update(saved)
     matmul = est.time_parts_ms["matmuls"]
     other = sum(est.time_parts_ms.values()) - matmul
     return {"matmul_ms": matmul, "other_ms": other, "estimate/heap_mb": est.heap_mb}
 
 
-def write_calibration(cpu: dict) -> None:
+def write_calibration(device: str, fitted: dict) -> None:
     from src.train.estimate.calibration import OVERHEAD
 
     text = CALIBRATION.read_text()
     start = text.index("OVERHEAD = {")
-    OVERHEAD["cpu"] = cpu
+    OVERHEAD[device] = fitted
     body = "OVERHEAD = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in OVERHEAD.items()) + "}\n"
     CALIBRATION.write_text(text[:start] + body.replace("'", '"'))
 
@@ -189,10 +311,11 @@ def apply(row: dict, calib: dict) -> dict:
     }
 
 
-def markdown(table: list[dict]) -> str:
+def markdown(table: list[dict], device: str) -> str:
     """The BENCHMARKS.md table: measured vs estimated, per row."""
+    peak = "resident MB" if device == "cpu" else "allocated MB"
     lines = [
-        "| row | resident MB | est. | err | tensor MB | est. | err | step ms | est. | err |",
+        f"| row | {peak} | est. | err | tensor MB | est. | err | step ms | est. | err |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
@@ -206,55 +329,83 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def measure(only: str, steps: int) -> list[dict]:
+def measure(only: str, steps: int, device: str, large: str | None) -> list[dict]:
     measured = []
-    for name, overrides, calibrating in rows():
-        if only not in name:
+    gpu = ["trainer=gpu"] if device == "cuda" else []
+    for name, overrides, calibrating in rows(device, large):
+        if not any(part in name for part in only.split(",")):
             continue
-        metrics = run_row(overrides, steps)
-        row = {"name": name, "overrides": overrides, "calibration_row": calibrating}
+        try:
+            metrics = run_row([*overrides, *gpu], steps)
+        except RuntimeError as error:  # one row's failure (an OOM, say) must not lose the rest
+            print(f"{name}: FAILED\n{error}", flush=True)
+            continue
+        row = {"name": name, "overrides": [*overrides, *gpu], "calibration_row": calibrating}
         row.update({k: v for k, v in metrics.items() if k.split("/")[0] in MEASURED_KINDS})
-        row.update(raw_time_parts(row))
+        row.update(raw_time_parts(row, device))
         measured.append(row)
         print(progress_line(name, metrics, row), flush=True)
+        print("ROW " + json.dumps(row), flush=True)  # a run cut short keeps what it measured
     return measured
+
+
+def machine(device: str) -> dict:
+    info = {"cpu": platform.processor() or platform.machine()}
+    if device == "cuda":
+        import torch
+
+        info.update(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
+    return info
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--refit", action="store_true", help="re-fit the stored rows, run none")
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="comma-separated parts of row names")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--large", help="folder with a causal LM's config.json (cuda only)")
     args = parser.parse_args()
     from src.train.estimate.calibration import OVERHEAD
 
+    results = RESULTS[args.device]
+    where = machine(args.device) if not args.refit else None
     if args.refit:
-        measured = json.loads(RESULTS.read_text())["rows"]
-        for row in measured:
-            row.update(raw_time_parts(row))
+        stored = json.loads(results.read_text())
+        measured, where = stored["rows"], stored["machine"]
+        for row in measured:  # cuda rows keep the time parts measured on their GPU
+            timed = args.device == "cpu"
+            row.update(raw_time_parts(row, args.device) if timed else memory_parts(row))
     else:
-        measured = measure(args.only, args.steps)
-    calib = dict(OVERHEAD["cpu"])
+        if args.large:
+            prepare_large(args.large)
+        measured = measure(args.only, args.steps, args.device, args.large)
+        if args.only and results.exists():  # the rows not run again stay as they were
+            fresh = {r["name"] for r in measured}
+            kept = [r for r in json.loads(results.read_text())["rows"] if r["name"] not in fresh]
+            measured = kept + measured
+    calib = dict(OVERHEAD[args.device])
     if args.calibrate or args.refit:
         tiny = [r for r in measured if r["calibration_row"]]
-        calib = {**fit_memory(tiny), **fit_time(tiny)}
-        write_calibration(calib)
+        calib = {**fit_memory(tiny, args.device), **fit_time(tiny, args.device)}
+        write_calibration(args.device, calib)
     table = [apply(r, calib) for r in measured]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(
         json.dumps(
             {
                 "benchmark": "estimate",
+                "device": args.device,
                 "steps": args.steps,
                 "calibration": calib,
-                "machine": {"cpu": platform.processor() or platform.machine()},
+                "machine": where,
                 "rows": table,
             },
             indent=2,
         )
     )
-    print(markdown(table))
+    print(markdown(table, args.device))
     for r in table:
         print(
             f"{r['name']:34} peak {r['mem/peak_mb']:8.1f} est {r['estimate_peak_mb']:8.1f} "

@@ -13,7 +13,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from src.errors import ConfigError, first_line
 from src.train import models
 from src.train.adapters import apply_adapter
-from src.train.estimate.quantized import quant_kind, quantize_like_transformers
+from src.train.estimate.quantized import compute_dtype, quant_kind, quantize_like_transformers
 
 
 def model_config(cfg: DictConfig, source: str, num_labels: int, **kwargs):
@@ -44,7 +44,8 @@ def simulated_model(cfg: DictConfig, hf_config, fake_mode: FakeTensorMode) -> to
         kind = quant_kind(cfg.quant)
         if kind is not None:
             heads = cfg.model.head_modules if cfg.task.peft_task_type == "SEQ_CLS" else []
-            quantize_like_transformers(model, kind, models.head_skip_patterns(heads))
+            skip = models.head_skip_patterns(heads)
+            quantize_like_transformers(model, kind, skip, compute_dtype(cfg.quant))
             # What transformers' quantizer marks, so apply_adapter prepares k-bit training.
             model.is_quantized = True
             setattr(model, "is_loaded_in_8bit" if kind == "int8" else "is_loaded_in_4bit", True)

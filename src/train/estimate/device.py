@@ -15,7 +15,11 @@ from pathlib import Path
 
 import torch
 
-MAX_BENCH_FLOPS = 4e8  # bigger matmuls are timed with fewer rows and scaled up
+# Bigger matmuls are timed with fewer rows and scaled up. A CPU's throughput has saturated at a
+# few hundred MFLOP; a GPU's has not even at a few GFLOP (a few rows times a big weight only
+# measure reading the weight: on an H100 that made Llama-3-8B's matmuls 13x too slow), and it
+# runs a whole step's biggest shape in milliseconds, so there every shape is timed as it is.
+MAX_BENCH_FLOPS = {"cpu": 4e8, "cuda": 4e12}
 MIN_BENCH_ROWS = 512
 MIN_BENCH_S = 0.02
 MIN_RUNS = 5
@@ -67,11 +71,9 @@ class DeviceSpeed:
 
     def matmul_s(self, flops: int, rows: int, cols: int, dtype: str) -> float:
         inner = max(1, round(flops / (2 * rows * cols)))
-        bench_rows = max(16, min(rows, int(rows * MAX_BENCH_FLOPS / max(flops, 1))))
-        if (
-            bench_rows < MIN_BENCH_ROWS <= rows
-            and flops * MIN_BENCH_ROWS / rows <= 8 * MAX_BENCH_FLOPS
-        ):
+        most = MAX_BENCH_FLOPS[self.device]
+        bench_rows = max(16, min(rows, int(rows * most / max(flops, 1))))
+        if bench_rows < MIN_BENCH_ROWS <= rows and flops * MIN_BENCH_ROWS / rows <= 8 * most:
             bench_rows = MIN_BENCH_ROWS  # few rows run below a wide matmul's real speed
         key = f"mm {bench_rows}x{inner}x{cols} {dtype}"
         seconds = self._cached(key, lambda: self._time_matmul(bench_rows, inner, cols, dtype))

@@ -108,6 +108,26 @@ class StepProfile:
     cost: OpRecord  # one step
 
 
+@contextlib.contextmanager
+def fused_attention_dropout():
+    """Attention as a GPU runs it, for a simulation on CPU fake tensors. With attention dropout
+    (BERT-style models) CPU attention falls back to the math kernel, which keeps the probability
+    matrix and the dropout mask for backward; a GPU's fused kernels (memory-efficient, flash)
+    draw the dropout inside and keep only the output and one logsumexp per row, as the CPU's
+    fused kernel does without dropout. So the simulation runs attention without dropout (the
+    memory this changes only: the time model counts attention's FLOPs either way)."""
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def without_dropout(query, key, value, attn_mask=None, dropout_p=0.0, *args, **kwargs):
+        return original(query, key, value, attn_mask, 0.0, *args, **kwargs)
+
+    torch.nn.functional.scaled_dot_product_attention = without_dropout
+    try:
+        yield
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+
+
 def profile_steps(
     cfg: DictConfig, model: torch.nn.Module, batch: dict, fake_mode, device: str
 ) -> StepProfile:
@@ -115,7 +135,8 @@ def profile_steps(
     trainable = [p for p in model.parameters() if p.requires_grad]
     plugin = precision_plugin(cfg.precision.name)
     counter = LiveTensorBytes()
-    with fake_mode, counter:
+    attention = fused_attention_dropout() if device == "cuda" else contextlib.nullcontext()
+    with fake_mode, counter, attention:
         counter.track_all(list(model.parameters()) + list(model.buffers()))
         counter.track_all(batch.values())
         weights = counter.live - sum(v.numel() * v.element_size() for v in batch.values())
