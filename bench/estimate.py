@@ -124,8 +124,8 @@ GPU_ONLY = [
 def large_rows(config_dir: str) -> list[tuple[str, list[str]]]:
     """LoRA (bf16 weights) and QLoRA (nf4 base, bf16 autocast) r16 at sequence 2048: batch 4 with
     activation checkpointing, and without it at the largest batch the estimate fits in 80 GB.
-    Evaluation runs at the training batch (at the default 64 rows the test pass's logits alone
-    would need 94 GB: the estimate is of the training step)."""
+    Evaluation runs at the training batch (at the default 64 rows it would need ~200 GB, which
+    the estimate's evaluation line now says; the first GPU run went out of memory there)."""
     base = [
         "model=hf",
         f"model.name_or_path={config_dir}",

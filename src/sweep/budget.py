@@ -123,10 +123,15 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
         est = _estimated(cfg, training_sequence(cfg), estimate)
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
         return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
-    found = {"peak_mb": round(est.peak_mb, 1), "step_ms": est.step_ms, "gflops": est.gflops}
+    found = {
+        "peak_mb": round(est.peak_mb, 1),
+        "eval_peak_mb": round(est.eval_peak_mb, 1),
+        "step_ms": est.step_ms,
+        "gflops": est.gflops,
+    }
     verdict = Verdict(found, metrics=est.metrics())
-    limits = (
-        ("memory", est.peak_mb, budget.memory_mb, "MB", "budget.memory_mb"),
+    limits = (  # memory: training's peak, or the evaluation pass's where that is bigger
+        ("memory", est.needed_mb, budget.memory_mb, "MB", "budget.memory_mb"),
         ("step_time", est.step_ms, budget.step_ms, "ms", "budget.step_ms"),
     )
     for key, value, limit, unit, name in limits:
@@ -137,4 +142,8 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
             verdict.reason = (
                 f"estimated {key.replace('_', ' ')} {value:,.0f} {unit} > {name} {limit:,.0f}"
             )
+            if key == "memory" and est.eval_peak_mb > est.peak_mb:
+                verdict.reason += (
+                    f" (its evaluation pass, data.eval_batch_size={est.eval_batch_size})"
+                )
     return verdict

@@ -98,3 +98,18 @@ def test_an_estimate_is_made_once_per_configuration_but_its_learning_rate(tmp_pa
     bigger = budget.judge([*base, "adapter.peft.r=64", "optim.lr=1e-4"], limit)
     assert len(budget._ESTIMATES) == before + 2
     assert bigger.estimate["peak_mb"] > first.estimate["peak_mb"]
+
+
+def test_a_configuration_whose_evaluation_pass_cannot_fit_is_over_budget(tmp_path):
+    """Training fits but validation at data.eval_batch_size does not: the trial would die at its
+    first validation, so it is judged by the bigger of the two."""
+    from src.sweep import budget
+
+    base = ["model=tiny_llama", "task=generation", "adapter=lora", f"paths.root={tmp_path}"]
+    small = budget.judge([*base, "data.eval_batch_size=2"], budget.Budget(memory_mb=1e6))
+    limit = small.estimate["peak_mb"] * 1.2
+    assert small.estimate["eval_peak_mb"] < limit
+    assert budget.judge([*base, "data.eval_batch_size=2"], budget.Budget(limit)).reason is None
+    verdict = budget.judge([*base, "data.eval_batch_size=512"], budget.Budget(memory_mb=limit))
+    assert verdict.estimate["peak_mb"] <= limit < verdict.estimate["eval_peak_mb"]
+    assert "budget.memory_mb" in verdict.reason and "data.eval_batch_size=512" in verdict.reason

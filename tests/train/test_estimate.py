@@ -124,6 +124,34 @@ def test_a_gpu_estimate_keeps_no_attention_probabilities_for_dropout():
     assert tensor_peak(["trainer=gpu"], 0.1) == pytest.approx(tensor_peak(["trainer=gpu"], 0.0))
 
 
+def test_the_evaluation_pass_is_estimated_as_it_measures():
+    # Validation runs between steps at data.eval_batch_size, with weights, gradients and
+    # optimizer state alive: for a causal LM its logits at a big evaluation batch can outgrow
+    # training (Llama-3-8B at 64 x 2048 went out of memory there on an H100, after training fit).
+    cfg = compose_config(["model=tiny_llama", "task=generation", "adapter=full"])
+    cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.max_length = 2, 32, SEQ
+    model = apply_adapter(models.load_model(cfg, models.resolve_source(cfg.model), 2, 0), cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = instantiate(cfg.optim.optimizer)(params)
+
+    def rows(n: int) -> dict:
+        ids = torch.randint(1, 1000, (n, SEQ))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+    counter = LiveTensorBytes()
+    with counter:
+        counter.track_all([*model.parameters(), *model.buffers()])
+        model(**rows(2)).loss.backward()
+        optimizer.step()  # gradients and optimizer state now alive, as between steps
+        counter.peak = counter.live
+        model.eval()
+        with torch.no_grad():
+            model(**rows(32))
+    est = estimate(cfg, timed=False)
+    assert est.eval_tensor_peak_mb == pytest.approx(counter.peak / 2**20, rel=0.15)
+    assert est.eval_peak_mb > est.peak_mb  # 32 rows of logits outgrow 2 rows' training step
+
+
 LLAMA_3_8B = {  # Meta-Llama-3-8B's config.json (architecture only; no weights exist here)
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",

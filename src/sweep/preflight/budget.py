@@ -28,7 +28,7 @@ def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
         for extra in _smallest_settings(spec.space, choice.name):
             try:
                 cfg = trial_config([*choice.overrides, *extra])
-                peak = estimate(cfg, sequence=training_sequence(cfg), timed=False).peak_mb
+                peak = estimate(cfg, sequence=training_sequence(cfg), timed=False).needed_mb
             except Exception:  # noqa: BLE001 - the trial's own estimate will say more
                 continue
             smallest = peak if smallest is None else min(smallest, peak)

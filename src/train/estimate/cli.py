@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     given = cfg.budget.memory_mb
     budget = given if given is not None else available_memory_mb(est.device)
     if as_json:
-        print(json.dumps({**asdict(est), "peak_mb": est.peak_mb, "step_ms": est.step_ms}))
+        derived = {"peak_mb": est.peak_mb, "eval_peak_mb": est.eval_peak_mb}
+        print(json.dumps({**asdict(est), **derived, "step_ms": est.step_ms}))
         return
     print(format_estimate(est, title(cfg, est.device), sequence_note(cfg)))
     if cfg.data.batch_size == "auto":
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
             f"accumulated = {effective} per optimizer step"
         )
     if budget is not None:
-        verdict = "fits in" if est.peak_mb <= budget else "does NOT fit in"
+        verdict = "fits in" if est.needed_mb <= budget else "does NOT fit in"
         where = (
             "budget.memory_mb"
             if given is not None

@@ -24,6 +24,7 @@ class Estimate:
     device: str
     device_label: str | None  # None: that device is not on this machine, time not estimated
     batch_size: int
+    eval_batch_size: int
     sequence: int
     virtual_tokens: int
     params_total: int
@@ -34,6 +35,7 @@ class Estimate:
     activations_mb: float
     logits_mb: float
     tensor_peak_mb: float
+    eval_tensor_peak_mb: float  # an evaluation forward at eval_batch_size, between steps
     heap_mb: float  # of the tensor peak, MB in blocks under 32 MB (heap-served on CPU)
     overhead_mb: float
     gflops: float
@@ -51,6 +53,15 @@ class Estimate:
         return self.tensor_peak_mb + self.overhead_mb
 
     @property
+    def eval_peak_mb(self) -> float:
+        return self.eval_tensor_peak_mb + self.overhead_mb
+
+    @property
+    def needed_mb(self) -> float:
+        """What a run needs: training's peak or, when bigger, evaluation's."""
+        return max(self.peak_mb, self.eval_peak_mb)
+
+    @property
     def step_ms(self) -> float | None:
         return sum(self.time_parts_ms.values()) if self.time_parts_ms else None
 
@@ -60,6 +71,7 @@ class Estimate:
             "estimate/peak_mb": self.peak_mb,
             "estimate/tensor_peak_mb": self.tensor_peak_mb,
             "estimate/heap_mb": self.heap_mb,
+            "estimate/eval_peak_mb": self.eval_peak_mb,
             "estimate/step_ms": self.step_ms if self.step_ms is not None else float("nan"),
             "estimate/sequence": float(self.sequence),
         }
@@ -87,12 +99,16 @@ def estimate(
     hf_config = model_config(cfg, source, num_labels, **kwargs)
     fake_mode = FakeTensorMode()
     model = simulated_model(cfg, hf_config, fake_mode)
-    profile = profile_steps(cfg, model, _batch(cfg, batch, seq, fake_mode), fake_mode, device)
+    eval_batch = int(OmegaConf.select(cfg, "data.eval_batch_size") or batch)
+    train_rows, eval_rows = (_batch(cfg, b, seq, fake_mode) for b in (batch, eval_batch))
+    profile = profile_steps(cfg, model, train_rows, fake_mode, device, eval_rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer, tensor_peak = profile.optimizer_bytes, profile.peak_bytes
+    eval_peak = profile.eval_peak_bytes
     if "8bit" in cfg.optim.optimizer._target_:  # simulated by AdamW: re-count its state
         optimizer = eight_bit_state_bytes(trainable)
         tensor_peak -= profile.optimizer_bytes - optimizer
+        eval_peak -= profile.optimizer_bytes - optimizer
     calib = OVERHEAD[device]
     present = timed and (device == "cpu" or torch.cuda.is_available())
     speed = DeviceSpeed(device, cfg.paths.cache_dir) if present else None
@@ -100,6 +116,7 @@ def estimate(
         device=device,
         device_label=speed.label if speed else None,
         batch_size=batch,
+        eval_batch_size=eval_batch,
         sequence=seq,
         virtual_tokens=int(OmegaConf.select(cfg, "adapter.peft.num_virtual_tokens") or 0),
         params_total=_logical_params(model),
@@ -110,6 +127,7 @@ def estimate(
         activations_mb=profile.activation_bytes / MB,
         logits_mb=profile.logits_bytes / MB,
         tensor_peak_mb=tensor_peak / MB,
+        eval_tensor_peak_mb=eval_peak / MB,
         heap_mb=profile.heap_bytes / MB,
         overhead_mb=calib["fixed_mb"] + calib["heap_ratio"] * profile.heap_bytes / MB,
         gflops=profile.cost.flops / 1e9,

@@ -106,6 +106,7 @@ class StepProfile:
     heap_bytes: int  # of the peak, bytes in blocks a CPU allocator serves from its heaps
     logits_bytes: int
     cost: OpRecord  # one step
+    eval_peak_bytes: int  # an evaluation forward after the last step (0: not simulated)
 
 
 @contextlib.contextmanager
@@ -129,9 +130,16 @@ def fused_attention_dropout():
 
 
 def profile_steps(
-    cfg: DictConfig, model: torch.nn.Module, batch: dict, fake_mode, device: str
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    batch: dict,
+    fake_mode,
+    device: str,
+    eval_batch: dict | None = None,
 ) -> StepProfile:
-    """Run STEPS optimizer steps of cfg's recipe on the fake model and count."""
+    """Run STEPS optimizer steps of cfg's recipe on the fake model and count; then, given
+    eval_batch, one evaluation forward (validation runs between steps: weights, gradients and
+    optimizer state stay alive, and its batch is data.eval_batch_size)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     plugin = precision_plugin(cfg.precision.name)
     counter = LiveTensorBytes()
@@ -160,16 +168,34 @@ def profile_steps(
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.trainer.gradient_clip_val)
                 optimizer.step()
             del loss
+        train_peak, train_heap = counter.peak, counter.small_at_peak
+        eval_peak = _evaluation_peak(model, eval_batch, plugin, counter) if eval_batch else 0
     return StepProfile(
         weights_bytes=weights,
         trainable_bytes=sum(p.numel() * p.element_size() for p in trainable),
         optimizer_bytes=_state_bytes(optimizer),
         activation_bytes=activations,
-        peak_bytes=counter.peak,
-        heap_bytes=counter.small_at_peak,
+        peak_bytes=train_peak,
+        heap_bytes=train_heap,
         logits_bytes=logits,
         cost=cost.record,
+        eval_peak_bytes=eval_peak,
     )
+
+
+def _evaluation_peak(model, batch: dict, plugin, counter: LiveTensorBytes) -> int:
+    """Peak live bytes of one no-grad forward with labels (the validation loss: a causal LM's
+    logits and their fp32 copy in the loss at the evaluation batch)."""
+    counter.peak = counter.live
+    counter.track_all(batch.values())
+    model.eval()
+    try:
+        with torch.no_grad(), plugin.forward_context():
+            out = model(**batch)
+        del out
+    finally:
+        model.train()
+    return counter.peak
 
 
 def _optimizer(cfg: DictConfig, params: list, device: str) -> torch.optim.Optimizer:

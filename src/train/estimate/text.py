@@ -26,7 +26,14 @@ def format_estimate(est: Estimate, title: str, sequence_note: str) -> str:
         f"  {'= tensor peak':<22}{est.tensor_peak_mb:>12,.1f} MB",
         f"  {'beyond tensors':<22}{est.overhead_mb:>12,.1f} MB   {SLACK[est.device]}",
         f"  {'= expected peak':<22}{est.peak_mb:>12,.1f} MB",
+        f"  {'evaluation pass':<22}{est.eval_peak_mb:>12,.1f} MB   batch {est.eval_batch_size} "
+        "(data.eval_batch_size), no grad, between steps",
     ]
+    if est.eval_peak_mb > est.peak_mb:
+        lines.append(
+            "  the evaluation pass needs more than training: lower data.eval_batch_size to "
+            "bring it under the training peak"
+        )
     if est.time_parts_ms is None:
         lines.append(f"step time: not estimated (no {est.device} on this machine to measure)")
     else:
