@@ -131,6 +131,9 @@ def train(
             precision=cfg.precision.name,
             logger=_logger(cfg, run),
             callbacks=[timer, tensor_peak, *build_callbacks(cfg), *(callbacks or [])],
+            # Without this Lightning adds its own ModelCheckpoint, which saved weights and
+            # optimizer state at every validation of every sweep trial (~2 s each, full MiniLM).
+            enable_checkpointing=bool(cfg.checkpoint.enabled),
             default_root_dir=cfg.paths.output_dir,
             plugins=_cluster_plugins(),
         )

@@ -49,3 +49,12 @@ def test_same_seed_gives_the_same_metrics(make_cfg):
     c = train(make_cfg("adapter=lora", "logger=none", "checkpoint.enabled=false", "seed=8"))
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert [a[k] for k in keys] != [c[k] for k in keys]
+
+
+def test_checkpoint_disabled_writes_no_checkpoint_anywhere(make_cfg, tmp_path, monkeypatch):
+    """checkpoint.enabled=false (every sweep trial) must also switch off Lightning's default
+    ModelCheckpoint: it saved weights + optimizer state at every validation (a full MiniLM
+    trial: 260 MB written 4 times, ~8 s) under the working directory's mlruns/."""
+    monkeypatch.chdir(tmp_path)
+    train(make_cfg("adapter=full", "checkpoint.enabled=false", "trainer.val_check_interval=0.5"))
+    assert not list(tmp_path.rglob("*.ckpt"))
