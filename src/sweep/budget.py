@@ -91,13 +91,16 @@ def training_sequence(cfg) -> int | None:
 _ESTIMATES: dict[tuple[str, int | None], object] = {}
 
 
-def _estimated(cfg, sequence: int | None, estimate):
-    """estimate(cfg), made once per configuration that differs in more than its learning rate
-    (TPE samples a new rate nearly every trial; the rate changes no tensor and no step's work,
-    and an estimate costs ~1 s of the trial's start)."""
+def estimated(cfg, sequence: int | None):
+    """estimate(cfg) for this longest row, made once per configuration that differs in more than
+    its learning rate (TPE samples a new rate nearly every trial; the rate changes no tensor and
+    no step's work, and an estimate costs ~1 s of the trial's start). Shared by the preflight's
+    budget warnings and every trial's judgement."""
     import json
 
     from omegaconf import OmegaConf
+
+    from src.train.estimate import estimate
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_name", None)
@@ -114,13 +117,11 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
     never stops a sweep: the trial then runs and its own run decides."""
     if budget.memory_mb is None and budget.step_ms is None:
         return Verdict()
-    from src.train.estimate import estimate
-
     cfg = trial_config(overrides)
     try:
         # Timed and for the trial's own longest row: the trial process logs this estimate
         # instead of making it again (0.5-1 s of every trial's start).
-        est = _estimated(cfg, training_sequence(cfg), estimate)
+        est = estimated(cfg, training_sequence(cfg))
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
         return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
     found = {

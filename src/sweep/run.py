@@ -48,8 +48,8 @@ def run_sweep(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
-    if workers == 1 and slurm is None:  # local workers start their own at their first trial
-        start_fork_server()
+    if workers == 1 and slurm is None:  # started already by the command line; here for callers
+        start_fork_server()  # of run_sweep (local workers start their own at their first trial)
     base = trial_config([*spec.base, *overrides])
     uri = tracking.tracking_uri(base.logger.tracking_uri)
     study = open_study(spec, study_name, storage, heartbeat_s)

@@ -13,43 +13,13 @@ N counts optimizer steps from 1, like the progress bar.
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
 
-KINDS = ("oom", "nan", "sigkill", "error")
-PATTERN = re.compile(
-    r"^(?P<kind>oom|nan|sigkill|error)_at_step_(?P<step>[1-9]\d*)(?:_if_batch_gt_(?P<batch>\d+))?$"
-)
-FORMS = "KIND_at_step_N with KIND one of oom, nan, sigkill, error (oom may end in _if_batch_gt_B)"
-
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str
-    step: int
-    batch_gt: int | None = None
-
-
-def fault_problems(text) -> list[str]:
-    """Problems with a `fault` config value (None = no fault)."""
-    if text is None:
-        return []
-    match = PATTERN.match(str(text))
-    if not match:
-        return [f"fault={text!r} is invalid: must be {FORMS}, e.g. oom_at_step_3"]
-    if match["batch"] is not None and match["kind"] != "oom":
-        return [f"fault={text!r} is invalid: only oom takes _if_batch_gt_B"]
-    return []
-
-
-def parse_fault(text: str) -> Fault:
-    match = PATTERN.match(str(text))
-    return Fault(match["kind"], int(match["step"]), int(match["batch"]) if match["batch"] else None)
+from src.train.fault_spec import Fault
 
 
 class FaultInjector(pl.Callback):

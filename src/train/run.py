@@ -18,7 +18,8 @@ from src.train.adapters import apply_adapter, count_parameters
 from src.train.divergence import DivergenceGuard
 from src.train.estimate import estimate
 from src.train.evals import build_evaluations
-from src.train.faults import FaultInjector, parse_fault
+from src.train.fault_spec import parse_fault
+from src.train.faults import FaultInjector
 from src.train.summary import format_summary
 from src.train.tasks import TASKS
 

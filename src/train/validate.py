@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
 from src.train.config import ABSENT, compose_checked, override_problems
+from src.train.fault_spec import fault_problems
 
 
 def _int(x) -> bool:
@@ -118,7 +119,6 @@ def config_problems(cfg: DictConfig) -> list[str]:
             value = OmegaConf.to_container(value)
         if not ok(value):
             problems.append(f"{key}={value!r} is invalid: must be {allowed}")
-    from src.train.faults import fault_problems  # here: faults imports lightning
 
     return problems + combination_problems(cfg) + fault_problems(OmegaConf.select(cfg, "fault"))
 

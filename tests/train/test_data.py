@@ -10,7 +10,7 @@ import pytest
 
 from src.train import data, train
 from src.train.models import load_tokenizer, resolve_source, resolve_tokenizer_path
-from src.train.tasks.classification import tokenize_classification
+from src.train.tasks.classification_data import tokenize_classification
 from src.train.tokenized import tokenize_cached
 
 

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 
+from src.errors import ConfigError
 from src.train import compose_config, models, train
 from src.train.adapters import apply_adapter
 from src.train.estimate import estimate
@@ -200,10 +201,18 @@ def test_a_large_architecture_is_estimated_from_its_config_alone(tmp_path):
 
 def test_batch_size_auto_picks_the_largest_micro_batch_that_fits(tmp_path):
     base = ["model=tiny_bert", "data.max_length=64", "data.effective_batch_size=64"]
-    at = {b: estimate(compose_config([*base, f"data.batch_size={b}"])).peak_mb for b in (16, 32)}
-    budget = (at[16] + at[32]) / 2
+    at = {b: estimate(compose_config([*base, f"data.batch_size={b}"])) for b in (16, 32)}
+    budget = (at[16].needed_mb + at[32].needed_mb) / 2
     auto = [*base, "data.batch_size=auto", f"budget.memory_mb={budget}"]
     assert estimate(compose_config(auto)).batch_size == 16
+    # The evaluation pass counts too: a budget training fits at every micro-batch but the
+    # evaluation at data.eval_batch_size does not is refused, naming that setting.
+    big_eval = [*base, "data.eval_batch_size=4096"]
+    one = estimate(compose_config([*big_eval, "data.batch_size=1"]))
+    assert one.peak_mb < one.eval_peak_mb
+    tight = (one.peak_mb + one.eval_peak_mb) / 2
+    with pytest.raises(ConfigError, match="data.eval_batch_size=4096"):
+        estimate(compose_config([*big_eval, "data.batch_size=auto", f"budget.memory_mb={tight}"]))
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
     run_args = [

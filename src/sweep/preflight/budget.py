@@ -1,6 +1,8 @@
 """Methods that can never fit the budget: each method choice estimated at its smallest settings
 (every sampled number at its low end, every categorical string tried), a warning where even the
-smallest exceeds the budget, since then every trial of that method will be pruned over_budget."""
+smallest exceeds the budget, since then every trial of that method will be pruned over_budget.
+A method is estimated until one of its combinations fits (then it can run: no warning), and
+through the trials' estimate cache (the first trial of a method often has its smallest shape)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,8 @@ MAX_COMBINATIONS = 2  # categorical strings tried per method (precision choices,
 def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
     if budget.memory_mb is None:
         return []
-    from src.sweep.budget import training_sequence
+    from src.sweep.budget import estimated, training_sequence
     from src.sweep.configs import trial_config
-    from src.train.estimate import estimate
 
     warnings = []
     for choice in choices:
@@ -28,10 +29,12 @@ def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
         for extra in _smallest_settings(spec.space, choice.name):
             try:
                 cfg = trial_config([*choice.overrides, *extra])
-                peak = estimate(cfg, sequence=training_sequence(cfg), timed=False).needed_mb
+                peak = estimated(cfg, training_sequence(cfg)).needed_mb
             except Exception:  # noqa: BLE001 - the trial's own estimate will say more
                 continue
             smallest = peak if smallest is None else min(smallest, peak)
+            if smallest <= budget.memory_mb:
+                break
         if smallest is not None and smallest > budget.memory_mb:
             warnings.append(
                 f"{choice.label}: estimated peak {smallest:,.0f} MB at its smallest settings "

@@ -35,8 +35,10 @@ def trial_context():
 
 
 def start_fork_server() -> None:
-    """Start the fork server now, in the background: its imports (~8 s on 2 cores) then overlap
-    the driver's own setup (MLflow parent run, budget estimates) instead of delaying trial #0."""
+    """Start the fork server now, in the background: its imports (~8 s on 2 cores) then run on
+    another core while the driver checks the sweep and sets up (preflight, MLflow parent run,
+    budget estimates) instead of delaying trial #0. Started before the preflight by the command
+    line; on bad input it ends with the driver (a fork server exits when its parent does)."""
     trial_context()
     from multiprocessing import forkserver
 

@@ -1,5 +1,6 @@
-"""Micro-batch sizes chosen by the estimate: data.batch_size=auto (the largest micro-batch that
-fits the memory budget, gradient accumulation keeping the effective batch) and the smaller
+"""Micro-batch sizes chosen by the estimate: data.batch_size=auto (the largest micro-batch with
+which training and the evaluation pass fit the memory budget, gradient accumulation keeping the
+effective batch) and the smaller
 micro-batch an out-of-memory retry uses."""
 
 from __future__ import annotations
@@ -45,22 +46,32 @@ def auto_batch(cfg: DictConfig, estimate_at, device: str) -> tuple[int, int, obj
     budget = memory_budget_mb(cfg, device)
     seen = {}
 
-    def fits(b: int) -> bool:
+    def fits(b: int) -> bool:  # the whole run: training's peak and the evaluation pass's
         seen[b] = estimate_at(b)
-        return seen[b].peak_mb <= budget
+        return seen[b].needed_mb <= budget
 
     chosen = largest_fitting(divisors(effective), fits)
     if chosen is None:
         one = seen.get(1) or estimate_at(1)
-        raise ConfigError(
-            [
-                f"data.batch_size=auto: even a micro-batch of 1 is estimated at "
-                f"{one.peak_mb:,.0f} MB, over the memory budget {budget:,.0f} MB; use "
-                "activation_checkpointing=true, a quantized base (quant=nf4), a shorter "
-                "data.max_length or a larger budget.memory_mb"
-            ]
-        )
+        raise ConfigError([_nothing_fits(one, budget)])
     return chosen, effective // chosen, seen[chosen]
+
+
+def _nothing_fits(one, budget: float) -> str:
+    """Why not even a micro-batch of 1 fits: training itself, or the evaluation pass, whose
+    batch (data.eval_batch_size) auto does not choose."""
+    if one.peak_mb <= budget:
+        return (
+            f"data.batch_size=auto: training fits at a micro-batch of 1 ({one.peak_mb:,.0f} MB) "
+            f"but evaluation at data.eval_batch_size={one.eval_batch_size} is estimated at "
+            f"{one.eval_peak_mb:,.0f} MB, over the memory budget {budget:,.0f} MB; lower "
+            "data.eval_batch_size"
+        )
+    return (
+        f"data.batch_size=auto: even a micro-batch of 1 is estimated at {one.peak_mb:,.0f} MB, "
+        f"over the memory budget {budget:,.0f} MB; use activation_checkpointing=true, a "
+        "quantized base (quant=nf4), a shorter data.max_length or a larger budget.memory_mb"
+    )
 
 
 def retry_batch(batch: int, accumulate: int, estimate_at, budget_mb: float | None) -> int:

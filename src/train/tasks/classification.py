@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import torch
-from datasets import DatasetDict
 from omegaconf import DictConfig
 from torchmetrics.classification import MulticlassAccuracy
-from transformers import DataCollatorWithPadding
 
 from src.train.module import FineTuneModule
-
-
-def tokenize_classification(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
-    def encode(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=max_length)
-
-    return splits.map(encode, batched=True, remove_columns=["text"]).rename_column(
-        "label", "labels"
-    )
-
-
-def classification_collator(tokenizer, pad_to: int | None = None) -> DataCollatorWithPadding:
-    """Dynamic padding; pad_to fixes every batch's shape (static shapes, fair timing)."""
-    padding = "max_length" if pad_to else "longest"
-    return DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)
 
 
 class ClassificationModule(FineTuneModule):
