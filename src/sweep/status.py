@@ -14,9 +14,8 @@ import optuna
 
 from src.errors import ConfigError, exit_on_config_error
 from src.sweep import default_storage, slurm
-from src.sweep.storage import open_storage
+from src.sweep.preflight.study import load_stored_study
 from src.sweep.tracking import SweepRuns
-from src.sweep.urls import display_url
 
 KEYS = {"study_name", "storage", "follow", "cancel"}
 
@@ -24,7 +23,7 @@ KEYS = {"study_name", "storage", "follow", "cancel"}
 def status_main(argv: list[str]) -> None:
     with exit_on_config_error():
         args = parse_args(argv)
-        study = _load(args["study_name"], args.get("storage") or default_storage())
+        study = load_stored_study(args["study_name"], args.get("storage") or default_storage())
         record = study.user_attrs.get(slurm.JOBS_ATTR)
         if record is None:
             raise ConfigError(
@@ -68,16 +67,6 @@ def _spec_view(study: optuna.Study) -> SimpleNamespace:
     another machine)."""
     objectives = study.user_attrs.get("objectives") or [{"metric": "value"}]
     return SimpleNamespace(objectives=objectives, metrics=[o["metric"] for o in objectives])
-
-
-def _load(study_name: str, storage: str) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    except KeyError as err:
-        raise ConfigError(
-            [f"study_name={study_name}: no such study in {display_url(storage)}"]
-        ) from err
 
 
 def parse_args(argv: list[str]) -> dict:

@@ -55,7 +55,14 @@ def test_report_help_and_bad_input(tmp_path):
         assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m src.report")
     storage = f"sqlite:///{tmp_path}/optuna.db"
     proc = run(str(SCRIPTS / "ftsweep-report"), "study_name=nope", f"storage={storage}")
-    assert proc.returncode == 2 and "no study 'nope'" in proc.stderr
+    assert proc.returncode == 2 and "study_name=nope: no such study" in proc.stderr
     assert not (tmp_path / "optuna.db").exists()  # looking did not create the storage
     proc = run(sys.executable, "-m", "src.report", "stdy=x")
     assert proc.returncode == 2 and "study_name=S is required" in proc.stderr
+
+
+def test_status_of_a_missing_study_creates_nothing(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    proc = run(sys.executable, "-m", "src.sweep", "status", "study_name=nope", f"storage={storage}")
+    assert proc.returncode == 2 and "study_name=nope: no such study" in proc.stderr
+    assert not (tmp_path / "optuna.db").exists()  # looking did not create the storage

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 
 from src.errors import ConfigError
@@ -19,6 +18,7 @@ from src.train.adapters import apply_adapter
 from src.train.estimate import estimate
 from src.train.estimate.build import precision_plugin
 from src.train.measure import LiveTensorBytes
+from src.train.module import build_optimizer
 from src.train.validate import config_problems
 
 BATCH, SEQ = 8, 32
@@ -44,7 +44,7 @@ def measured_tensor_peak_mb(cfg) -> float:
     labels = torch.zeros(BATCH, dtype=torch.long) if per_row else ids
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(cfg.optim.optimizer)(params)
+    optimizer = build_optimizer(cfg.optim, params)  # as the run's module builds it (fused)
     counter = LiveTensorBytes()
     with counter:
         counter.track_all([*model.parameters(), *model.buffers(), *batch.values()])
@@ -133,7 +133,7 @@ def test_the_evaluation_pass_is_estimated_as_it_measures():
     cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.max_length = 2, 32, SEQ
     model = apply_adapter(models.load_model(cfg, models.resolve_source(cfg.model), 2, 0), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(cfg.optim.optimizer)(params)
+    optimizer = build_optimizer(cfg.optim, params)
 
     def rows(n: int) -> dict:
         ids = torch.randint(1, 1000, (n, SEQ))

@@ -98,6 +98,24 @@ def _stored_study_via_proxy(study_name: str, url: str):
         proxy.close()
 
 
+def load_stored_study(study_name: str, storage: str):
+    """The stored study for commands that read one (report, status); a ConfigError naming the
+    storage or the study when either is not there, and nothing is created in the storage."""
+    import optuna
+
+    from src.errors import ConfigError
+    from src.sweep.preflight.storage import storage_problems
+    from src.sweep.storage import open_storage  # a URL, or the gRPC proxy's client
+
+    problems = storage_problems(storage)
+    if not problems and not stored_study_exists(study_name, storage):
+        problems.append(f"study_name={study_name}: no such study in {display_url(storage)}")
+    if problems:
+        raise ConfigError(problems)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+
+
 def stored_study_exists(study_name: str, url: str) -> bool:
     """Whether the storage holds that study (read only: nothing is created)."""
     stored, problems = _stored_study(study_name, url)

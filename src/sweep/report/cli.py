@@ -29,9 +29,12 @@ def main(argv: list[str] | None = None) -> Path | None:
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE)
         return None
+    from src.sweep.preflight.study import load_stored_study  # here: --help answers at once
+
     with exit_on_config_error():
-        study = _load(_report_args(argv))
-    return write_report(study, _report_args(argv).get("out"))
+        args = _report_args(argv)
+        study = load_stored_study(args["study_name"], args.get("storage") or default_storage())
+    return write_report(study, args.get("out"))
 
 
 def _report_args(argv: list[str]) -> dict[str, str]:
@@ -48,25 +51,6 @@ def _report_args(argv: list[str]) -> dict[str, str]:
     if problems:
         raise ConfigError(problems)
     return args
-
-
-def _load(args: dict[str, str]):
-    """The stored study; nothing is created in the storage when it is not there."""
-    import optuna
-
-    from src.sweep.preflight.storage import display_url, storage_problems
-    from src.sweep.preflight.study import stored_study_exists
-
-    storage = args.get("storage") or default_storage()
-    problems = storage_problems(storage)
-    if not problems and not stored_study_exists(args["study_name"], storage):
-        problems.append(f"no study '{args['study_name']}' in {display_url(storage)}")
-    if problems:
-        raise ConfigError(problems)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from src.sweep.storage import open_storage  # a URL, or the gRPC proxy's client
-
-    return optuna.load_study(study_name=args["study_name"], storage=open_storage(storage))
 
 
 def entry() -> None:

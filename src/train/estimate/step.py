@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from src.train.estimate.build import precision_plugin
 from src.train.measure import HEAP_BLOCK_MAX, LiveTensorBytes
+from src.train.module import build_optimizer
 
 STEPS = 2  # the second step has the optimizer state of the first and a full set of activations
 
@@ -199,15 +200,17 @@ def _evaluation_peak(model, batch: dict, plugin, counter: LiveTensorBytes) -> in
 
 
 def _optimizer(cfg: DictConfig, params: list, device: str) -> torch.optim.Optimizer:
-    """The configured optimizer as it runs on the device: torch's use multi-tensor (foreach)
-    kernels on CUDA, whose temporaries count, and a loop on CPU. bitsandbytes' 8-bit ones run C
+    """The configured optimizer as a run builds it (torch's AdamW fused; unfused ones use
+    multi-tensor (foreach) kernels on CUDA, whose temporaries count, and a loop on CPU).
+    bitsandbytes' 8-bit ones run C
     kernels that fake tensors cannot, so AdamW stands in and their state is re-counted
     (eight_bit_state_bytes)."""
     factory = instantiate(cfg.optim.optimizer)
     foreach = device == "cuda"
     if factory.func.__module__.startswith("bitsandbytes"):
         return torch.optim.AdamW(params, lr=cfg.optim.lr, foreach=foreach)
-    return factory(params, foreach=foreach)
+    scaler = cfg.precision.name == "16-mixed"  # Lightning's GradScaler: not fused (module.py)
+    return build_optimizer(cfg.optim, params, grad_scaler=scaler, foreach=foreach)
 
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
