@@ -13,17 +13,24 @@ from transformers import get_scheduler
 FUSABLE = (torch.optim.AdamW, torch.optim.Adam)
 
 
-def build_optimizer(optim_cfg: DictConfig, params: list, grad_scaler: bool = False, **unfused):
-    """The configured optimizer. torch's AdamW/Adam run fused (the whole update in one kernel,
-    as HF's Trainer does by default) unless the config says `fused` or `foreach`: on a CPU the
-    loop torch runs otherwise made a full MiniLM step ~0.15 s (14%) slower (bench/peers.py).
-    Not under fp16's GradScaler, which must unscale gradients before they are clipped. unfused:
-    keyword arguments for the optimizer when it is not fused (the estimate's foreach)."""
+def build_optimizer(optim_cfg: DictConfig, params: list, plugin=None, **unfused):
+    """The configured optimizer for a run under Lightning's precision `plugin`. torch's
+    AdamW/Adam run fused (the whole update in one kernel, as HF's Trainer does by default) unless
+    the config says `fused` or `foreach`: on a CPU the loop torch runs otherwise made a full
+    MiniLM step ~0.15 s (14%) slower (bench/peers.py). Not under fp16's GradScaler, which must
+    unscale gradients before they are clipped. unfused: keyword arguments for the optimizer when
+    it is not fused (the estimate's foreach)."""
     factory = instantiate(optim_cfg.optimizer)
     chosen = {"fused", "foreach"} & set(factory.keywords)
-    if factory.func in FUSABLE and not chosen and not grad_scaler:
+    if factory.func in FUSABLE and not chosen and not uses_grad_scaler(plugin):
         return factory(params, fused=True)
     return factory(params, **({} if chosen else unfused))
+
+
+def uses_grad_scaler(plugin) -> bool:
+    """Whether the precision plugin scales the loss (Lightning's 16-mixed) and so needs the
+    gradients unscaled by itself before they are clipped."""
+    return getattr(plugin, "scaler", None) is not None
 
 
 class FineTuneModule(pl.LightningModule):
@@ -39,8 +46,7 @@ class FineTuneModule(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) is not None
-        optimizer = build_optimizer(self.optim_cfg, params, grad_scaler=scaler)
+        optimizer = build_optimizer(self.optim_cfg, params, self.trainer.precision_plugin)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_scheduler(
             self.optim_cfg.scheduler,
@@ -60,7 +66,11 @@ class FineTuneModule(pl.LightningModule):
         one) under any mixed precision; only fp16's GradScaler needs that (the gradients must be
         unscaled first). Under bf16-mixed there is no scaler: clip as full precision does."""
         plugin = self.trainer.precision_plugin
-        if gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None:
+        if (
+            gradient_clip_val
+            and isinstance(plugin, MixedPrecision)
+            and not uses_grad_scaler(plugin)
+        ):
             Precision.clip_gradients(
                 plugin, optimizer, gradient_clip_val, gradient_clip_algorithm or "norm"
             )

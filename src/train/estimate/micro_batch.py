@@ -1,7 +1,6 @@
 """Micro-batch sizes chosen by the estimate: data.batch_size=auto (the largest micro-batch with
 which training and the evaluation pass fit the memory budget, gradient accumulation keeping the
-effective batch) and the smaller
-micro-batch an out-of-memory retry uses."""
+effective batch) and the smaller micro-batch an out-of-memory retry uses."""
 
 from __future__ import annotations
 

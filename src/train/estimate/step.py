@@ -149,7 +149,7 @@ def profile_steps(
         counter.track_all(list(model.parameters()) + list(model.buffers()))
         counter.track_all(batch.values())
         weights = counter.live - sum(v.numel() * v.element_size() for v in batch.values())
-        optimizer = _optimizer(cfg, trainable, device)
+        optimizer = _optimizer(cfg, trainable, device, plugin)
         for step in range(STEPS):
             before = counter.live
             cost = OpCost() if step == STEPS - 1 else contextlib.nullcontext()
@@ -199,18 +199,16 @@ def _evaluation_peak(model, batch: dict, plugin, counter: LiveTensorBytes) -> in
     return counter.peak
 
 
-def _optimizer(cfg: DictConfig, params: list, device: str) -> torch.optim.Optimizer:
-    """The configured optimizer as a run builds it (torch's AdamW fused; unfused ones use
-    multi-tensor (foreach) kernels on CUDA, whose temporaries count, and a loop on CPU).
-    bitsandbytes' 8-bit ones run C
-    kernels that fake tensors cannot, so AdamW stands in and their state is re-counted
-    (eight_bit_state_bytes)."""
+def _optimizer(cfg: DictConfig, params: list, device: str, plugin) -> torch.optim.Optimizer:
+    """The configured optimizer as a run builds it under the same precision plugin (torch's
+    AdamW fused; unfused ones use multi-tensor (foreach) kernels on CUDA, whose temporaries
+    count, and a loop on CPU). bitsandbytes' 8-bit ones run C kernels that fake tensors cannot,
+    so AdamW stands in and their state is re-counted (eight_bit_state_bytes)."""
     factory = instantiate(cfg.optim.optimizer)
     foreach = device == "cuda"
     if factory.func.__module__.startswith("bitsandbytes"):
         return torch.optim.AdamW(params, lr=cfg.optim.lr, foreach=foreach)
-    scaler = cfg.precision.name == "16-mixed"  # Lightning's GradScaler: not fused (module.py)
-    return build_optimizer(cfg.optim, params, grad_scaler=scaler, foreach=foreach)
+    return build_optimizer(cfg.optim, params, plugin, foreach=foreach)
 
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
