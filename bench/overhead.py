@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -21,11 +22,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hydra.utils import instantiate
 from transformers import get_scheduler
 
 from src.train import build_datamodule, compose_config, models, prepare_inputs, train
 from src.train.adapters import apply_adapter
+from src.train.module import build_optimizer
 
 WARMUP = 3
 
@@ -64,9 +65,9 @@ def hand_loop_step_ms(cfg, steps: int) -> float:
     )
     model = apply_adapter(model, cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(cfg.optim.optimizer)(params)
+    optimizer = build_optimizer(cfg.optim, model)  # the run's optimizer (fused AdamW)
     scheduler = get_scheduler(
-        cfg.optim.scheduler, optimizer, int(cfg.optim.warmup_ratio * steps), steps
+        cfg.optim.scheduler, optimizer, math.ceil(cfg.optim.warmup_ratio * steps), steps
     )
     loader = build_datamodule(cfg, inputs).train_dataloader()
     stamps = []

@@ -25,6 +25,7 @@ def _num(x) -> bool:
 RULES: list[tuple[str, Callable[[object], bool], str]] = [
     ("seed", _int, "an integer"),
     ("optim.lr", lambda v: _num(v) and v > 0, "a number > 0"),
+    ("optim.decay_norm_and_bias", lambda v: isinstance(v, bool), "true or false"),
     ("optim.warmup_ratio", lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
     (
         "optim.scheduler",

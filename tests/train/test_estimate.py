@@ -44,7 +44,7 @@ def measured_tensor_peak_mb(cfg) -> float:
     labels = torch.zeros(BATCH, dtype=torch.long) if per_row else ids
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg.optim, params)  # as the run's module builds it (fused)
+    optimizer = build_optimizer(cfg.optim, model)  # as the run's module builds it (fused)
     counter = LiveTensorBytes()
     with counter:
         counter.track_all([*model.parameters(), *model.buffers(), *batch.values()])
@@ -132,8 +132,7 @@ def test_the_evaluation_pass_is_estimated_as_it_measures():
     cfg = compose_config(["model=tiny_llama", "task=generation", "adapter=full"])
     cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.max_length = 2, 32, SEQ
     model = apply_adapter(models.load_model(cfg, models.resolve_source(cfg.model), 2, 0), cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg.optim, params)
+    optimizer = build_optimizer(cfg.optim, model)
 
     def rows(n: int) -> dict:
         ids = torch.randint(1, 1000, (n, SEQ))

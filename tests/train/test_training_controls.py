@@ -1,4 +1,5 @@
-"""Early stopping, the optimizers (fused AdamW, 8-bit) with gradient clipping, and the CLI entry."""
+"""Early stopping, the optimizers (fused AdamW, 8-bit; which parameters decay) with gradient
+clipping, and the CLI entry."""
 
 from __future__ import annotations
 
@@ -53,6 +54,39 @@ def test_adamw_runs_fused_and_gradients_are_still_clipped(make_cfg, precision):
     train(make_cfg(*common, f"precision={precision}", f"trainer.gradient_clip_val={clip}"), [seen])
     assert seen.fused is True
     assert len(seen.grad_norms) == 2 and max(seen.grad_norms) <= clip * 1.001
+
+
+class DecaySeen(pl.Callback):
+    """The weight decay the run's optimizer applies to each kind of trainable parameter."""
+
+    def on_train_start(self, trainer, pl_module):
+        decay = {
+            id(p): group["weight_decay"]
+            for group in trainer.optimizers[0].param_groups
+            for p in group["params"]
+        }
+        self.by_kind = {"norm": set(), "bias": set(), "weight": set()}
+        for module in pl_module.modules():
+            for name, p in module.named_parameters(recurse=False):
+                norm = type(module).__name__.endswith("Norm")
+                kind = "norm" if norm else "bias" if name == "bias" else "weight"
+                self.by_kind[kind].add(decay[id(p)])
+
+
+@pytest.mark.parametrize(
+    "model, task", [("tiny_bert", "classification"), ("tiny_llama", "generation")]
+)
+def test_biases_and_norm_weights_get_no_weight_decay(make_cfg, model, task):
+    # As HF's Trainer: LayerNorm (BERT) and RMSNorm (Llama, found by name) gains and every bias
+    # at 0; matrices and embeddings at the configured decay. decay_norm_and_bias decays all.
+    common = [f"task={task}", "adapter=full", "logger=none", "checkpoint.enabled=false"]
+    common += ["trainer.max_steps=1", "optim.optimizer.weight_decay=0.1"]
+    seen = DecaySeen()
+    train(make_cfg(*common, model=model), [seen])
+    assert seen.by_kind["norm"] == {0.0} and seen.by_kind["weight"] == {0.1}
+    assert seen.by_kind["bias"] == ({0.0} if model == "tiny_bert" else set())  # Llama has none
+    train(make_cfg(*common, "optim.decay_norm_and_bias=true", model=model), [seen])
+    assert seen.by_kind["norm"] == seen.by_kind["weight"] == {0.1}
 
 
 def test_8bit_adamw_keeps_less_optimizer_state(make_cfg):

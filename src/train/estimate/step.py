@@ -149,7 +149,7 @@ def profile_steps(
         counter.track_all(list(model.parameters()) + list(model.buffers()))
         counter.track_all(batch.values())
         weights = counter.live - sum(v.numel() * v.element_size() for v in batch.values())
-        optimizer = _optimizer(cfg, trainable, device, plugin)
+        optimizer = _optimizer(cfg, model, device, plugin)
         for step in range(STEPS):
             before = counter.live
             cost = OpCost() if step == STEPS - 1 else contextlib.nullcontext()
@@ -199,7 +199,9 @@ def _evaluation_peak(model, batch: dict, plugin, counter: LiveTensorBytes) -> in
     return counter.peak
 
 
-def _optimizer(cfg: DictConfig, params: list, device: str, plugin) -> torch.optim.Optimizer:
+def _optimizer(
+    cfg: DictConfig, model: torch.nn.Module, device: str, plugin
+) -> torch.optim.Optimizer:
     """The configured optimizer as a run builds it under the same precision plugin (torch's
     AdamW fused; unfused ones use multi-tensor (foreach) kernels on CUDA, whose temporaries
     count, and a loop on CPU). bitsandbytes' 8-bit ones run C kernels that fake tensors cannot,
@@ -207,8 +209,9 @@ def _optimizer(cfg: DictConfig, params: list, device: str, plugin) -> torch.opti
     factory = instantiate(cfg.optim.optimizer)
     foreach = device == "cuda"
     if factory.func.__module__.startswith("bitsandbytes"):
-        return torch.optim.AdamW(params, lr=cfg.optim.lr, foreach=foreach)
-    return build_optimizer(cfg.optim, params, plugin, foreach=foreach)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trainable, lr=cfg.optim.lr, foreach=foreach)
+    return build_optimizer(cfg.optim, model, plugin, foreach=foreach)
 
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
