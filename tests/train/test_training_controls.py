@@ -11,7 +11,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from src.train import train
+from src.train import models, train
+from src.train.adapters import apply_adapter
+from src.train.module import build_optimizer
 
 
 def test_early_stopping_ends_a_stalled_run(make_cfg):
@@ -56,37 +58,42 @@ def test_adamw_runs_fused_and_gradients_are_still_clipped(make_cfg, precision):
     assert len(seen.grad_norms) == 2 and max(seen.grad_norms) <= clip * 1.001
 
 
+def decay_by_kind(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict:
+    """The weight decays the optimizer applies to norm weights, biases and other weights."""
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    by_kind = {"norm": set(), "bias": set(), "weight": set()}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            norm = type(module).__name__.endswith("Norm")
+            by_kind["norm" if norm else "bias" if name == "bias" else "weight"].add(decay[id(p)])
+    return by_kind
+
+
 class DecaySeen(pl.Callback):
-    """The weight decay the run's optimizer applies to each kind of trainable parameter."""
-
     def on_train_start(self, trainer, pl_module):
-        decay = {
-            id(p): group["weight_decay"]
-            for group in trainer.optimizers[0].param_groups
-            for p in group["params"]
-        }
-        self.by_kind = {"norm": set(), "bias": set(), "weight": set()}
-        for module in pl_module.modules():
-            for name, p in module.named_parameters(recurse=False):
-                norm = type(module).__name__.endswith("Norm")
-                kind = "norm" if norm else "bias" if name == "bias" else "weight"
-                self.by_kind[kind].add(decay[id(p)])
+        self.by_kind = decay_by_kind(trainer.optimizers[0], pl_module)
 
 
-@pytest.mark.parametrize(
-    "model, task", [("tiny_bert", "classification"), ("tiny_llama", "generation")]
-)
-def test_biases_and_norm_weights_get_no_weight_decay(make_cfg, model, task):
-    # As HF's Trainer: LayerNorm (BERT) and RMSNorm (Llama, found by name) gains and every bias
-    # at 0; matrices and embeddings at the configured decay. decay_norm_and_bias decays all.
-    common = [f"task={task}", "adapter=full", "logger=none", "checkpoint.enabled=false"]
-    common += ["trainer.max_steps=1", "optim.optimizer.weight_decay=0.1"]
+DECAY = ["adapter=full", "optim.optimizer.weight_decay=0.1"]
+
+
+def test_a_run_keeps_biases_and_layernorm_weights_out_of_weight_decay(make_cfg):
+    # As HF's Trainer: LayerNorm gains and every bias at 0, matrices and embeddings at the
+    # configured decay.
     seen = DecaySeen()
-    train(make_cfg(*common, model=model), [seen])
-    assert seen.by_kind["norm"] == {0.0} and seen.by_kind["weight"] == {0.1}
-    assert seen.by_kind["bias"] == ({0.0} if model == "tiny_bert" else set())  # Llama has none
-    train(make_cfg(*common, "optim.decay_norm_and_bias=true", model=model), [seen])
-    assert seen.by_kind["norm"] == seen.by_kind["weight"] == {0.1}
+    common = ["logger=none", "checkpoint.enabled=false", "trainer.max_steps=1"]
+    train(make_cfg(*DECAY, *common), [seen])
+    assert seen.by_kind == {"norm": {0.0}, "bias": {0.0}, "weight": {0.1}}
+
+
+def test_rmsnorm_weights_are_found_by_name_and_decay_norm_and_bias_decays_all(make_cfg):
+    cfg = make_cfg(*DECAY, "task=generation", model="tiny_llama")
+    model = apply_adapter(models.load_model(cfg, models.resolve_source(cfg.model), 2, 0), cfg)
+    kinds = decay_by_kind(build_optimizer(cfg.optim, model), model)
+    assert kinds == {"norm": {0.0}, "bias": set(), "weight": {0.1}}  # Llama has no biases
+    cfg.optim.decay_norm_and_bias = True
+    kinds = decay_by_kind(build_optimizer(cfg.optim, model), model)
+    assert kinds == {"norm": {0.1}, "bias": set(), "weight": {0.1}}
 
 
 def test_8bit_adamw_keeps_less_optimizer_state(make_cfg):
