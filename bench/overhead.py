@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import sys
@@ -26,7 +25,7 @@ from transformers import get_scheduler
 
 from src.train import build_datamodule, compose_config, models, prepare_inputs, train
 from src.train.adapters import apply_adapter
-from src.train.module import build_optimizer
+from src.train.module import build_optimizer, warmup_steps
 
 WARMUP = 3
 
@@ -66,9 +65,7 @@ def hand_loop_step_ms(cfg, steps: int) -> float:
     model = apply_adapter(model, cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optim, model)  # the run's optimizer (fused AdamW)
-    scheduler = get_scheduler(
-        cfg.optim.scheduler, optimizer, math.ceil(cfg.optim.warmup_ratio * steps), steps
-    )
+    scheduler = get_scheduler(cfg.optim.scheduler, optimizer, warmup_steps(cfg.optim, steps), steps)
     loader = build_datamodule(cfg, inputs).train_dataloader()
     stamps = []
     batches = iter(loader)

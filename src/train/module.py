@@ -57,6 +57,12 @@ def parameter_groups(model: torch.nn.Module, decay_norm_and_bias: bool) -> list[
     return [g for g in groups if g["params"]]
 
 
+def warmup_steps(optim_cfg: DictConfig, total_steps: int) -> int:
+    """optim.warmup_ratio of the steps, rounded up as HF's Trainer does: a ratio > 0 always warms
+    up at least one step."""
+    return math.ceil(optim_cfg.warmup_ratio * total_steps)
+
+
 def uses_grad_scaler(plugin) -> bool:
     """Whether the precision plugin scales the loss (Lightning's 16-mixed) and so needs the
     gradients unscaled by itself before they are clipped."""
@@ -80,8 +86,7 @@ class FineTuneModule(pl.LightningModule):
         scheduler = get_scheduler(
             self.optim_cfg.scheduler,
             optimizer,
-            # Rounded up, as HF's Trainer does: a ratio > 0 always warms up at least one step.
-            num_warmup_steps=math.ceil(self.optim_cfg.warmup_ratio * total),
+            num_warmup_steps=warmup_steps(self.optim_cfg, total),
             num_training_steps=total,
         )
         return {
