@@ -76,4 +76,5 @@ def _state(trial) -> str:
     reason = trial.user_attrs.get("reason")
     text = trial.state.name + (f"({reason})" if reason not in (None, "complete", "pruned") else "")
     step = trial.user_attrs.get("pruned_at_step")
-    return text + (f"@{step}" if step is not None else "")
+    rule = " behind_best" if trial.user_attrs.get("pruned_by") == "behind_best" else ""
+    return text + (f"@{step}{rule}" if step is not None else "")

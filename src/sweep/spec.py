@@ -209,7 +209,9 @@ def _objective_problems(objectives: list) -> list[str]:
 
 def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
     name = conf.get("name")
-    allowed = ["name", "seed", "kwargs"] + (["group_by", "margin"] if kind == "pruner" else [])
+    allowed = ["name", "seed", "kwargs"] + (
+        ["group_by", "margin", "behind_best"] if kind == "pruner" else []
+    )
     extra = set(conf) - set(allowed)
     problems = (
         [f"{kind}: unknown key(s) {sorted(extra)}; allowed: {', '.join(allowed)}"] if extra else []
@@ -226,6 +228,9 @@ def _factory_problems(kind: str, conf: dict, registry: dict) -> list[str]:
     margin = conf.get("margin", 0)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
         problems.append(f"pruner.margin={margin!r}: must be a number >= 0 (in objective units)")
+    gap = conf.get("behind_best")
+    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, (int, float)) or gap <= 0):
+        problems.append(f"pruner.behind_best={gap!r}: must be a number > 0 (in objective units)")
     return problems
 
 

@@ -107,6 +107,7 @@ class SweepRuns:
         state_tags = {"trial_state": outcome.state, "reason": outcome.reason}
         if outcome.pruned_at_step is not None:
             state_tags["pruned_at_step"] = str(outcome.pruned_at_step)
+            state_tags["pruned_by"] = str(outcome.pruned_by)
         if outcome.fail_reason:
             state_tags["fail_reason"] = outcome.fail_reason[:5000]
         for key, value in state_tags.items():

@@ -246,6 +246,7 @@ def tell(study: optuna.Study, trial, outcome: TrialOutcome, spec: SweepSpec) -> 
         "reason": outcome.reason,
         "run_id": outcome.run_id,
         "pruned_at_step": outcome.pruned_at_step,
+        "pruned_by": outcome.pruned_by,
         "fail_reason": outcome.fail_reason,
         "traceback": outcome.traceback,
         "startup_s": outcome.startup_s,

@@ -11,7 +11,7 @@ import pytest
 
 from src.sweep.report.recommend import difference_interval, recommendation
 from src.sweep.report.table import pareto_mask, tied_with_best, wilson
-from src.sweep.samplers import build_pruner
+from src.sweep.samplers import build_pruner, pruned_by
 
 
 def test_wilson_interval_matches_the_hand_computed_one():
@@ -107,3 +107,30 @@ def test_a_margin_keeps_trials_the_validation_split_cannot_tell_apart():
     # b's second trial trails its first by 0.1: pruned under a margin of 0.05, kept under 0.2.
     assert pruned_per_trial({**median, "margin": 0.05}) == [False, False, False, True]
     assert pruned_per_trial({**median, "margin": 0.2}) == [False, False, False, False]
+
+
+def test_behind_best_prunes_across_methods_what_group_by_would_let_run():
+    median = {"name": "median", "group_by": "method"}
+    median["kwargs"] = {"n_startup_trials": 1, "n_warmup_steps": 0}
+    # b's first trial (0.5) has no b trial to be judged against; it trails a's best (0.9) by 0.4.
+    assert pruned_per_trial({**median, "behind_best": 0.3}) == [False, False, True, True]
+    assert pruned_per_trial({**median, "behind_best": 0.45}) == [False, False, False, True]
+    # Not before the pruner's warm-up: the checks at step 1 are all still allowed to trail.
+    warm = {**median, "kwargs": {"n_startup_trials": 1, "n_warmup_steps": 2}}
+    assert pruned_per_trial({**warm, "behind_best": 0.3}) == [False] * 4
+
+
+def test_the_rule_that_pruned_is_named():
+    conf = {"name": "median", "group_by": "method", "behind_best": 0.3}
+    conf["kwargs"] = {"n_startup_trials": 1, "n_warmup_steps": 0}
+    study = optuna.create_study(direction="maximize", pruner=build_pruner(conf))
+    space = {"method": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    rules = []
+    for method, value in [("a", 0.9), ("a", 0.3), ("b", 0.5)]:
+        study.enqueue_trial({"method": method})
+        trial = study.ask(space)
+        trial.report(value, step=1)
+        rules.append(pruned_by(study.pruner, conf) if trial.should_prune() else None)
+        study.tell(trial, value)
+    # a's second trial: the median rule within a; b's first: only behind the best of all.
+    assert rules == [None, "median", "behind_best"]

@@ -60,6 +60,7 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
         else:
             assert "rank" not in t.params and "tokens" in t.params
             assert t.user_attrs["pruned_at_step"] == 4 and set(t.intermediate_values) == {2, 4}
+            assert t.user_attrs["pruned_by"] == "threshold"  # the rule that stopped it
 
     client = MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -74,6 +75,7 @@ def test_sweep_prunes_tracks_reports_and_resumes(sweep_env, store, tmp_path):
         assert run.data.tags["trial_state"] == trial.state.name
         assert run.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[trial.state.name]
         assert run.data.params["optim.lr"] == str(trial.params["lr"])
+        assert run.data.tags.get("pruned_by") == trial.user_attrs.get("pruned_by")
     last = max(parents, key=lambda r: r.info.start_time)
     assert last.data.metrics["best/val_acc"] == pytest.approx(study.best_value)
     assert last.data.tags["best_trial"] == str(study.best_trial.number)
@@ -158,7 +160,7 @@ space:
   alpha: {derive: "__import__('os').system('x')", path: adapter.peft.lora_alpha,
           when: {methd: lora}}
 sampler: {name: tpe-ish}
-pruner: {name: medain, margin: -1}
+pruner: {name: medain, margin: -1, behind_best: 0}
 objectives: [{metric: val/accuracy, direction: maximize}]
 """
 
@@ -173,6 +175,7 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
         "sampler.name='tpe-ish'",
         "pruner.name='medain'",
         "pruner.margin=-1: must be a number >= 0",
+        "pruner.behind_best=0: must be a number > 0",
         "val/accuracy",
         "space.lr: empty range",
         "'methd' is not a param defined above",
@@ -186,7 +189,7 @@ def test_bad_sweep_file_lists_every_problem_before_any_trial(sweep_env, tmp_path
     path, _, _ = sweep_env(
         fixed.replace("tpe-ish", "tpe")
         .replace("medain", "median")
-        .replace("margin: -1", "margin: 0.01")
+        .replace("margin: -1, behind_best: 0", "margin: 0.01, behind_best: 0.5")
         .replace("val/accuracy", "val/acc"),
         name="bad2",
     )

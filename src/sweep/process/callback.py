@@ -26,6 +26,7 @@ class TrialCallback(pl.Callback):
         self.startup_s: float | None = None
         self.setup_s: float | None = None
         self.pruned_at_step: int | None = None
+        self.pruned_by: str | None = None  # the rule that stopped it (behind_best, median, ...)
         self.elapsed: dict[str, float] = {}
         self.fit_started = time.perf_counter()
 
@@ -67,7 +68,12 @@ class TrialCallback(pl.Callback):
         # Seconds of training up to this check: lets bench/sweep.py price a prune at this step.
         self.elapsed[str(trainer.global_step)] = time.perf_counter() - self.fit_started
         self.trial.set_user_attr("elapsed_at_step", self.elapsed)
-        return self.trial.should_prune()
+        if not self.trial.should_prune():
+            return False
+        from src.sweep.samplers import pruned_by
+
+        self.pruned_by = pruned_by(self.trial.study.pruner, self.job.pruner)
+        return True
 
 
 def _load_trial(job):

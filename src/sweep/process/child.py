@@ -51,6 +51,7 @@ def child_main(job: TrialJob, conn) -> None:
                     "metrics": metrics,
                     "run_id": callback.run_id,
                     "pruned_at_step": callback.pruned_at_step,
+                    "pruned_by": callback.pruned_by,
                     "startup_s": callback.startup_s,
                     "setup_s": callback.setup_s,
                 },

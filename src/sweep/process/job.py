@@ -37,6 +37,7 @@ class TrialOutcome:
     metrics: dict = field(default_factory=dict)
     run_id: str | None = None
     pruned_at_step: int | None = None
+    pruned_by: str | None = None  # the pruning rule that stopped it
     fail_reason: str | None = None
     traceback: str | None = None
     startup_s: float | None = None  # child start -> end of the first optimizer step

@@ -59,6 +59,7 @@ def _row(trial) -> dict:
         "reason": trial.user_attrs.get("reason") or trial.state.name.lower(),
         **{key: metrics.get(key, math.nan) for key in MEASURED},
         "pruned_at_step": trial.user_attrs.get("pruned_at_step"),
+        "pruned_by": trial.user_attrs.get("pruned_by"),
         "fail_reason": (trial.user_attrs.get("fail_reason") or "")[:200],
         "run_id": trial.user_attrs.get("run_id"),
         # The pre-flight estimate: logged by the run, or kept by a trial pruned over_budget.
@@ -164,9 +165,11 @@ def format_table(frame: pd.DataFrame) -> str:
 
 
 def _state_text(row) -> str:
-    """COMPLETE, PRUNED@step, PRUNED(reason) (oom, nan, over_budget), or FAIL(reason)."""
+    """COMPLETE, PRUNED@step (PRUNED@step behind_best when that rule stopped it), PRUNED(reason)
+    (oom, nan, over_budget), or FAIL(reason)."""
     if row["state"] == "PRUNED" and pd.notna(row["pruned_at_step"]):
-        return f"PRUNED@{int(row['pruned_at_step'])}"
+        rule = " behind_best" if row.get("pruned_by") == "behind_best" else ""
+        return f"PRUNED@{int(row['pruned_at_step'])}{rule}"
     if row["state"] == "PRUNED" and row["reason"] not in ("pruned", "complete"):
         return f"PRUNED({row['reason']})"
     if row["state"] == "FAIL":
