@@ -56,8 +56,14 @@ def test_ties_the_front_and_the_recommendation():
     # tied: the difference's interval contains 0 (#3 is pruned and better: not tied, not ranked)
     assert list(table["tied"]) == [True, True, False, False, False]
     assert list(table["pareto"]) == [True, True, True, False, False]
+    # #3 was stopped by the rule across methods at step 46: the comparison says so
+    table["pruned_at_step"] = [None, None, None, 46, None]
+    table["pruned_by"] = [None, None, None, "behind_best", None]
     text = recommendation(table, "demo")
     assert "5 trials: 3 complete, 1 pruned, 1 failed" in text
+    pruned_row = "| prefix | #3 | - | - | 0.900 [0.871, 0.923] | "
+    pruned_row += "not comparable: PRUNED@46 behind_best |"
+    assert pruned_row in text
     assert "**Tied with it and cheaper:** trial #1 lora" in text
     # memory x 1000/1500, time x 50/60, difference -0.02 with Newcombe's interval around it
     low, high = difference_interval(table.iloc[1], table.iloc[0])
@@ -66,7 +72,7 @@ def test_ties_the_front_and_the_recommendation():
         f"| lora | #1 | 0.67 | 0.83 | 0.780 [0.742, 0.814] | -0.020 [{low:+.3f}, {high:+.3f}] |"
         in text
     )
-    assert "| qlora | #4 | - | - | - | not comparable: fail (oom) |" in text
+    assert "| qlora | #4 | - | - | - | not comparable: FAIL(oom) |" in text
     # memory levels: the cheapest complete trial first, then each one that buys accuracy
     levels = text.split("## Best configuration under each memory level")[1].split("##")[0]
     assert [

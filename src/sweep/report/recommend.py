@@ -8,7 +8,12 @@ import math
 
 import pandas as pd
 
-from src.sweep.report.table import best_per_method, difference_interval, interval_text
+from src.sweep.report.table import (
+    best_per_method,
+    difference_interval,
+    interval_text,
+    state_text,
+)
 
 
 def recommendation(frame: pd.DataFrame, study_name: str) -> str:
@@ -97,7 +102,7 @@ def _against_full(frame: pd.DataFrame) -> list[str]:
         if row["state"] != "COMPLETE":
             out.append(
                 f"| {row['method']} | #{row['trial']} | - | - | {interval_text(row)} | "
-                f"not comparable: {row['state'].lower()} ({row['reason']}) |"
+                f"not comparable: {state_text(row)} |"
             )
             continue
         low, high = difference_interval(row, ref)

@@ -149,7 +149,7 @@ def format_table(frame: pd.DataFrame) -> str:
         {
             "method": best["method"],
             "trial": best["trial"].map(lambda t: f"#{t}"),
-            "state": [_state_text(r) for _, r in best.iterrows()],
+            "state": [state_text(r) for _, r in best.iterrows()],
             "val acc [95% CI]": [interval_text(r) for _, r in best.iterrows()],
             "peak MB": best["mem/peak_mb"].map(_number("{:.0f}")),
             "est. MB": best["estimate/peak_mb"].map(_number("{:.0f}")),
@@ -164,10 +164,10 @@ def format_table(frame: pd.DataFrame) -> str:
     return shown.to_string(index=False)
 
 
-def _state_text(row) -> str:
+def state_text(row) -> str:
     """COMPLETE, PRUNED@step (PRUNED@step behind_best when that rule stopped it), PRUNED(reason)
     (oom, nan, over_budget), or FAIL(reason)."""
-    if row["state"] == "PRUNED" and pd.notna(row["pruned_at_step"]):
+    if row["state"] == "PRUNED" and pd.notna(row.get("pruned_at_step")):
         rule = " behind_best" if row.get("pruned_by") == "behind_best" else ""
         return f"PRUNED@{int(row['pruned_at_step'])}{rule}"
     if row["state"] == "PRUNED" and row["reason"] not in ("pruned", "complete"):
