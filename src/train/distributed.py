@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -125,14 +124,10 @@ def _wait(proc: multiprocessing.Process, timeout_s: float) -> None:
 def stop_with_parent() -> None:
     """In ranks 1..K-1: exit when rank 0, which started this process, is gone (killed by the
     sweep), instead of waiting in a collective for it."""
+    from src.watchdog import exit_when
+
     parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="rank0-watch", daemon=True).start()
+    exit_when(lambda: os.getppid() != parent, 1.0, "rank0-watch")
 
 
 def gather_per_rank(trainer, measured: dict[str, float]) -> dict[str, float]:

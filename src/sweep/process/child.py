@@ -4,8 +4,6 @@ outcome back to the driver; stop at once if the driver dies."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 import traceback
 
 from src.sweep.outcomes import STATE, reason_of_exception
@@ -80,21 +78,23 @@ def _stop_with_driver(driver_pid: int, callback) -> None:
     """If the sweep driver dies (kill -9, pre-emption) nobody would read this trial's result:
     close the MLflow run as KILLED and exit instead of training on as an orphan. The driver's
     Optuna trial goes stale and is re-queued by the next worker (heartbeats)."""
+    from src.watchdog import exit_when
 
-    def watch():
+    # Imported in the watchdog's thread, off the trial's start.
+    def driver_gone() -> bool:
+        from src.sweep.tracking import process_alive
+
+        return not process_alive(driver_pid)
+
+    def close_run():  # best effort: the worker that fails the stale trial closes the run too
         from mlflow.tracking import MlflowClient
 
-        from src.sweep.tracking import close_stale_run, process_alive
+        from src.sweep.tracking import close_stale_run
 
-        while process_alive(driver_pid):
-            time.sleep(2.0)
-        try:  # best effort: the worker that fails the stale trial closes the run too
-            close_stale_run(MlflowClient(), callback.run_id or _last_run_id())
-        finally:
-            os._exit(1)
+        close_stale_run(MlflowClient(), callback.run_id or _last_run_id())
 
     if driver_pid:
-        threading.Thread(target=watch, name="driver-watchdog", daemon=True).start()
+        exit_when(driver_gone, 2.0, "driver-watchdog", close_run)
 
 
 def _reason(err: BaseException) -> str:
