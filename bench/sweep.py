@@ -60,7 +60,9 @@ def replay(trials, pruner_conf: dict, target: float) -> dict:
     spent, reached, pruned = 0.0, None, 0
     for t in trials:
         elapsed = t.user_attrs.get("elapsed_at_step", {})
-        live = study.ask()
+        # The same params, so a pruner with group_by (or behind_best) sees each trial's method.
+        study.enqueue_trial(t.params)
+        live = study.ask(t.distributions)
         for step, value in sorted(t.intermediate_values.items()):
             live.report(value, step)
             if live.should_prune():
@@ -78,7 +80,7 @@ def replay(trials, pruner_conf: dict, target: float) -> dict:
 
 # Pruners replayed over the unpruned curves: the file's own first, then more aggressive ones.
 REPLAY_PRUNERS = {
-    "file (median, 3 startup, warmup 40 steps)": None,
+    "the file's own pruner": None,
     "median, 2 startup, no warmup": {
         "name": "median",
         "kwargs": {"n_startup_trials": 2, "n_warmup_steps": 0},
