@@ -113,3 +113,37 @@ def test_a_configuration_whose_evaluation_pass_cannot_fit_is_over_budget(tmp_pat
     verdict = budget.judge([*base, "data.eval_batch_size=512"], budget.Budget(memory_mb=limit))
     assert verdict.estimate["peak_mb"] <= limit < verdict.estimate["eval_peak_mb"]
     assert "budget.memory_mb" in verdict.reason and "data.eval_batch_size=512" in verdict.reason
+
+
+ENQUEUED = """
+base: {base}
+space:
+  method:
+    type: categorical
+    choices:
+      lora: [adapter=lora]
+      full: [adapter=full]
+  rank: {{type: int, low: 2, high: 8, path: adapter.peft.r, when: {{method: lora}}}}
+enqueue:
+  - {{method: lora, rank: 8}}
+sampler: {{name: random, seed: 0}}
+objectives: [{{metric: val/acc, direction: maximize}}]
+budget: {{memory_mb: 1000000}}
+n_trials: 1
+"""
+
+
+def test_the_preflight_estimates_the_enqueued_starts_their_trials_reuse(sweep_env):
+    """The budget warnings try each method's enqueued start before its smallest settings: when
+    it fits, that estimate is the one its trial needs (no second estimate at the trial's start,
+    ~0.5-1 s each on the default space)."""
+    from src.sweep import budget
+
+    path, storage, overrides = sweep_env(ENQUEUED.format(base=BASE))
+    before = len(budget._ESTIMATES)
+    study = run_sweep(load_spec(path, overrides), "enqueued", storage, overrides=overrides)
+    (trial,) = study.trials
+    assert trial.params == {"method": "lora", "rank": 8} and trial.state.name == "COMPLETE"
+    # lora at rank 8 (it fits: lora's smallest settings are never needed) and full: two
+    # estimates in all, the trial's own check served by the first.
+    assert len(budget._ESTIMATES) == before + 2
