@@ -115,22 +115,17 @@ def test_a_configuration_whose_evaluation_pass_cannot_fit_is_over_budget(tmp_pat
     assert "budget.memory_mb" in verdict.reason and "data.eval_batch_size=512" in verdict.reason
 
 
-ENQUEUED = """
-base: {base}
-space:
-  method:
-    type: categorical
-    choices:
-      lora: [adapter=lora]
-      full: [adapter=full]
-  rank: {{type: int, low: 2, high: 8, path: adapter.peft.r, when: {{method: lora}}}}
-enqueue:
-  - {{method: lora, rank: 8}}
-sampler: {{name: random, seed: 0}}
-objectives: [{{metric: val/acc, direction: maximize}}]
-budget: {{memory_mb: 1000000}}
-n_trials: 1
-"""
+# The same sweep with a LoRA rank and an enqueued start at rank 8 (lora's smallest is 2).
+ENQUEUED = (
+    SWEEP.replace(
+        "      full: [adapter=full]\n",
+        "      full: [adapter=full]\n"
+        "  rank: {{type: int, low: 2, high: 8, path: adapter.peft.r, when: {{method: lora}}}}\n"
+        "enqueue:\n  - {{method: lora, rank: 8}}\n",
+    )
+    .replace("{{name: grid}}", "{{name: random, seed: 0}}")
+    .replace("n_trials: 2", "n_trials: 1")
+)
 
 
 def test_the_preflight_estimates_the_enqueued_starts_their_trials_reuse(sweep_env):
@@ -139,7 +134,7 @@ def test_the_preflight_estimates_the_enqueued_starts_their_trials_reuse(sweep_en
     ~0.5-1 s each on the default space)."""
     from src.sweep import budget
 
-    path, storage, overrides = sweep_env(ENQUEUED.format(base=BASE))
+    path, storage, overrides = sweep_env(ENQUEUED.format(base=BASE, budget=1000000))
     before = len(budget._ESTIMATES)
     study = run_sweep(load_spec(path, overrides), "enqueued", storage, overrides=overrides)
     (trial,) = study.trials
