@@ -152,8 +152,11 @@ class BehindBestPruner:
         others = _finished_values_at(study, step, trial)
         if not others:
             return False
-        pick = min if study.direction.name == "MINIMIZE" else max
-        behind = _trailing_by(study, pick(others), trial.intermediate_values[step])
+        import optuna
+
+        minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+        best = min(others) if minimize else max(others)
+        behind = _trailing_by(study, best, trial.intermediate_values[step])
         if behind > self.gap:
             self.last_rule = "behind_best"
             return True

@@ -140,3 +140,19 @@ def test_the_rule_that_pruned_is_named():
         study.tell(trial, value)
     # a's second trial: the median rule within a; b's first: only behind the best of all.
     assert rules == [None, "median", "behind_best"]
+
+
+def test_behind_best_reads_a_minimized_objective_the_other_way():
+    study = optuna.create_study(
+        direction="minimize", pruner=build_pruner({"name": "none", "behind_best": 0.3})
+    )
+    pruned = []
+    for loss in [0.5, 0.6, 0.9, 0.7]:  # 0.9 is 0.4 above the best loss, 0.7 only 0.2
+        trial = study.ask()
+        trial.report(loss, step=1)
+        pruned.append(trial.should_prune())
+        if pruned[-1]:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, loss)
+    assert pruned == [False, False, True, False]
