@@ -82,21 +82,29 @@ def test_ties_the_front_and_the_recommendation():
     ] == ["#2", "#1", "#0"]
 
 
-def pruned_per_trial(pruner_conf: dict) -> list[bool]:
-    """Method a scores 0.9, method b 0.5 then 0.4 at the same step; a's trials run first."""
-    study = optuna.create_study(direction="maximize", pruner=build_pruner(pruner_conf))
+A_THEN_B = [("a", 0.9), ("a", 0.9), ("b", 0.5), ("b", 0.4)]
+
+
+def prune_rules(pruner_conf: dict, reports=A_THEN_B, direction="maximize") -> list[str | None]:
+    """Each trial reports one (method, value) at step 1, in order; the rule that pruned it, or
+    None. By default method a scores 0.9 twice, then method b 0.5 and 0.4."""
+    study = optuna.create_study(direction=direction, pruner=build_pruner(pruner_conf))
     space = {"method": optuna.distributions.CategoricalDistribution(["a", "b"])}
-    pruned = []
-    for method, value in [("a", 0.9), ("a", 0.9), ("b", 0.5), ("b", 0.4)]:
+    rules = []
+    for method, value in reports:
         study.enqueue_trial({"method": method})
         trial = study.ask(space)
         trial.report(value, step=1)
-        pruned.append(trial.should_prune())
-        if pruned[-1]:
+        rules.append(pruned_by(study.pruner, pruner_conf) if trial.should_prune() else None)
+        if rules[-1]:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, value)
-    return pruned
+    return rules
+
+
+def pruned_per_trial(pruner_conf: dict, reports=A_THEN_B, direction="maximize") -> list[bool]:
+    return [rule is not None for rule in prune_rules(pruner_conf, reports, direction)]
 
 
 def test_grouped_pruning_judges_a_trial_against_its_own_method():
@@ -129,30 +137,12 @@ def test_behind_best_prunes_across_methods_what_group_by_would_let_run():
 def test_the_rule_that_pruned_is_named():
     conf = {"name": "median", "group_by": "method", "behind_best": 0.3}
     conf["kwargs"] = {"n_startup_trials": 1, "n_warmup_steps": 0}
-    study = optuna.create_study(direction="maximize", pruner=build_pruner(conf))
-    space = {"method": optuna.distributions.CategoricalDistribution(["a", "b"])}
-    rules = []
-    for method, value in [("a", 0.9), ("a", 0.3), ("b", 0.5)]:
-        study.enqueue_trial({"method": method})
-        trial = study.ask(space)
-        trial.report(value, step=1)
-        rules.append(pruned_by(study.pruner, conf) if trial.should_prune() else None)
-        study.tell(trial, value)
     # a's second trial: the median rule within a; b's first: only behind the best of all.
+    rules = prune_rules(conf, [("a", 0.9), ("a", 0.3), ("b", 0.5)])
     assert rules == [None, "median", "behind_best"]
 
 
 def test_behind_best_reads_a_minimized_objective_the_other_way():
-    study = optuna.create_study(
-        direction="minimize", pruner=build_pruner({"name": "none", "behind_best": 0.3})
-    )
-    pruned = []
-    for loss in [0.5, 0.6, 0.9, 0.7]:  # 0.9 is 0.4 above the best loss, 0.7 only 0.2
-        trial = study.ask()
-        trial.report(loss, step=1)
-        pruned.append(trial.should_prune())
-        if pruned[-1]:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            study.tell(trial, loss)
-    assert pruned == [False, False, True, False]
+    conf = {"name": "none", "behind_best": 0.3}
+    losses = [("a", 0.5), ("a", 0.6), ("a", 0.9), ("a", 0.7)]  # 0.9 is 0.4 above the best, 0.7 0.2
+    assert pruned_per_trial(conf, losses, direction="minimize") == [False, False, True, False]
