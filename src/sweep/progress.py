@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from src.sweep.samplers import pruned_by_note
 from src.sweep.spec import SweepSpec
 from src.sweep.storage import FINISHED, counted
 
@@ -76,5 +77,5 @@ def _state(trial) -> str:
     reason = trial.user_attrs.get("reason")
     text = trial.state.name + (f"({reason})" if reason not in (None, "complete", "pruned") else "")
     step = trial.user_attrs.get("pruned_at_step")
-    rule = " behind_best" if trial.user_attrs.get("pruned_by") == "behind_best" else ""
+    rule = pruned_by_note(trial.user_attrs.get("pruned_by"))
     return text + (f"@{step}{rule}" if step is not None else "")

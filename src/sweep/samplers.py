@@ -17,6 +17,7 @@ SAMPLERS = {
     "gp": "GPSampler",
     "bruteforce": "BruteForceSampler",
 }
+BEHIND_BEST = "behind_best"  # the rule across groups, as records name it
 PRUNERS = {
     "median": "MedianPruner",
     "percentile": "PercentilePruner",
@@ -86,6 +87,12 @@ def pruned_by(pruner, pruner_conf: dict) -> str:
     return getattr(pruner, "last_rule", None) or str(pruner_conf["name"])
 
 
+def pruned_by_note(rule: str | None) -> str:
+    """What a trial's state line adds after PRUNED@STEP: the rule, when it is not the usual
+    within-method one (behind_best stops a trial for trailing another method)."""
+    return f" {rule}" if rule == BEHIND_BEST else ""
+
+
 def _finished_values_at(study, step: int, trial) -> list[float]:
     """What the other finished (complete or pruned) trials reported at this check."""
     import optuna
@@ -150,15 +157,10 @@ class BehindBestPruner:
         if step is None or step < self.warmup_steps:
             return False
         others = _finished_values_at(study, step, trial)
-        if not others:
-            return False
-        import optuna
-
-        minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
-        best = min(others) if minimize else max(others)
-        behind = _trailing_by(study, best, trial.intermediate_values[step])
-        if behind > self.gap:
-            self.last_rule = "behind_best"
+        value = trial.intermediate_values[step]
+        # Trailing the best value by more than gap: trailing some value by more than gap.
+        if any(_trailing_by(study, other, value) > self.gap for other in others):
+            self.last_rule = BEHIND_BEST
             return True
         return False
 

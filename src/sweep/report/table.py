@@ -9,6 +9,8 @@ import math
 import pandas as pd
 from scipy.stats import binomtest
 
+from src.sweep.samplers import pruned_by_note
+
 AXES = [("val/acc", "max"), ("mem/peak_mb", "min"), ("time/train_s", "min")]
 MEASURED = [
     "val/acc",
@@ -168,8 +170,7 @@ def state_text(row) -> str:
     """COMPLETE, PRUNED@step (PRUNED@step behind_best when that rule stopped it), PRUNED(reason)
     (oom, nan, over_budget), or FAIL(reason)."""
     if row["state"] == "PRUNED" and pd.notna(row.get("pruned_at_step")):
-        rule = " behind_best" if row.get("pruned_by") == "behind_best" else ""
-        return f"PRUNED@{int(row['pruned_at_step'])}{rule}"
+        return f"PRUNED@{int(row['pruned_at_step'])}{pruned_by_note(row.get('pruned_by'))}"
     if row["state"] == "PRUNED" and row["reason"] not in ("pruned", "complete"):
         return f"PRUNED({row['reason']})"
     if row["state"] == "FAIL":
