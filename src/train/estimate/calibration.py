@@ -15,6 +15,6 @@ cuda: the measured peak is torch.cuda.max_memory_allocated: the tensors plus fix
 """
 
 OVERHEAD = {
-    "cpu": {"fixed_mb": 3.1, "heap_ratio": 0.691, "other_scale": 1.65, "step_fixed_ms": 2.5},
+    "cpu": {"fixed_mb": 5.9, "heap_ratio": 0.563, "other_scale": 1.85, "step_fixed_ms": 9.5},
     "cuda": {"fixed_mb": 63.2, "heap_ratio": 0.0, "other_scale": 1.0, "step_fixed_ms": 0.0},
 }
