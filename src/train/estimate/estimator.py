@@ -14,7 +14,7 @@ from src.train.estimate.calibration import OVERHEAD
 from src.train.estimate.device import DeviceSpeed
 from src.train.estimate.micro_batch import auto_batch
 from src.train.estimate.quantized import SimQuantLinear
-from src.train.estimate.step import StepProfile, eight_bit_state_bytes, profile_steps
+from src.train.estimate.step import StepProfile, eight_bit_state_bytes, profile_step
 
 MB = 2**20
 
@@ -101,7 +101,7 @@ def estimate(
     model = simulated_model(cfg, hf_config, fake_mode)
     eval_batch = int(OmegaConf.select(cfg, "data.eval_batch_size") or batch)
     train_rows, eval_rows = (_batch(cfg, b, seq, fake_mode) for b in (batch, eval_batch))
-    profile = profile_steps(cfg, model, train_rows, fake_mode, device, eval_rows)
+    profile = profile_step(cfg, model, train_rows, fake_mode, device, eval_rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer, tensor_peak = profile.optimizer_bytes, profile.peak_bytes
     eval_peak = profile.eval_peak_bytes
