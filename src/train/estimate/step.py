@@ -17,7 +17,6 @@ from src.train.estimate.build import precision_plugin
 from src.train.measure import HEAP_BLOCK_MAX, LiveTensorBytes
 from src.train.module import build_optimizer
 
-
 # Ops that allocate or re-label memory without reading or writing it (not marked as views).
 MOVES_NOTHING = {
     "_unsafe_view",
