@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
+import pyarrow.compute
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
@@ -169,7 +170,8 @@ def longest_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
     longest training row (data.max_length when every batch is padded to it)."""
     if cfg.data.pad_to_max_length:
         return int(cfg.data.max_length)
-    return max(len(ids) for ids in inputs.tokenized["train"]["input_ids"])
+    ids = inputs.tokenized["train"].with_format("arrow")[:]["input_ids"]  # one column read
+    return int(pyarrow.compute.max(pyarrow.compute.list_value_length(ids)).as_py())
 
 
 def _cluster_plugins() -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -88,6 +89,8 @@ def ui_link(base: str = "http://127.0.0.1:5000", experiment: str = "ftsweep") ->
     return f"{base}/#/experiments/{found.experiment_id}/runs{mode}"
 
 
+@functools.cache  # reading the installed packages' metadata costs ~30 ms; a sweep's fork
+# server fills this once for every trial (src/sweep/process/preload.py)
 def package_versions() -> dict[str, str]:
     out = {}
     for pkg in TRACKED_PACKAGES:
@@ -123,7 +126,7 @@ def run_tags(cfg: DictConfig, device: str) -> dict[str, str]:
         "data": cfg.data.name,
         "task": cfg.task.name,
         "device": device,
-        **package_versions(),
+        **package_versions(),  # a copy: the cached dict stays as read
     }
 
 
