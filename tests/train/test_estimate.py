@@ -241,3 +241,18 @@ def test_every_run_logs_its_estimate_next_to_the_measurement(make_cfg):
     )
     assert metrics["estimate/peak_mb"] >= metrics["estimate/tensor_peak_mb"]
     assert metrics["estimate/step_ms"] > 0 and metrics["time/step_ms"] > 0
+
+
+def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
+    """Batches are padded to their longest row, so the estimate's sequence is the longest
+    training row (read from the tokenized arrow column), or data.max_length when every batch is
+    padded to it."""
+    from src.train.run import longest_batch_row, prepare_inputs
+
+    cfg = make_cfg("data.max_length=512")
+    inputs = prepare_inputs(cfg)
+    lengths = [len(ids) for ids in inputs.tokenized["train"]["input_ids"]]
+    assert len(set(lengths)) > 1  # rows of different lengths: the maximum is a real choice
+    assert longest_batch_row(cfg, inputs) == max(lengths) < 512
+    padded = make_cfg("data.max_length=512", "data.pad_to_max_length=true")
+    assert longest_batch_row(padded, inputs) == 512
