@@ -9,7 +9,6 @@ import contextlib
 from dataclasses import dataclass, field
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -217,9 +216,8 @@ def _optimizer(
     AdamW fused; unfused ones use multi-tensor (foreach) kernels on CUDA, whose temporaries
     count, and a loop on CPU). bitsandbytes' 8-bit ones run C kernels that fake tensors cannot,
     so AdamW stands in and their state is re-counted (eight_bit_state_bytes)."""
-    factory = instantiate(cfg.optim.optimizer)
     foreach = device == "cuda"
-    if factory.func.__module__.startswith("bitsandbytes"):
+    if cfg.optim.optimizer._target_.startswith("bitsandbytes"):
         trainable = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.AdamW(trainable, lr=cfg.optim.lr, foreach=foreach)
     return build_optimizer(cfg.optim, model, plugin, foreach=foreach)
