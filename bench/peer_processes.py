@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from src.sweep import load_spec  # noqa: E402
 from src.sweep.samplers import build_sampler  # noqa: E402
 from src.sweep.space import suggest  # noqa: E402
-from src.sweep.trial import trial_settings  # noqa: E402
+from src.sweep.trial import as_overrides, trial_settings  # noqa: E402
 
 
 def main() -> None:
@@ -69,7 +69,7 @@ def run_trial(spec, number: int, overrides: list[str], uri: str, left_s: float) 
         "src.train",
         *spec.base,
         *overrides,
-        *trial_settings(run_name, uri, quiet=True, max_time=max(1.0, cap)),
+        *as_overrides(trial_settings(run_name, uri, quiet=True, max_time=max(1.0, cap))),
     ]
     start = time.time()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

@@ -8,7 +8,7 @@ import copy
 import functools
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
 from src.sweep.space import method_param
@@ -21,6 +21,14 @@ def trial_config(overrides: list[str] | tuple[str, ...]) -> DictConfig:
     if cfg is None:
         raise ConfigError(list(problems))
     return copy.deepcopy(cfg)
+
+
+def with_settings(cfg: DictConfig, settings: dict[str, object]) -> DictConfig:
+    """cfg with these dotted keys set, in place, and added where it lacks them: what Hydra's
+    `++key=value` overrides do, without composing again."""
+    for key, value in settings.items():
+        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    return cfg
 
 
 @functools.lru_cache(maxsize=128)

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from src.sweep.configs import trial_config
 from src.sweep.process.job import TrialJob
 from src.sweep.process.runner import run_trial
-from src.sweep.trial import SweepContext, trial_settings
+from src.sweep.trial import SweepContext, job_config, trial_settings
 
 ATTR = "confirm_{number}"
 
@@ -60,6 +60,7 @@ def _run(ctx: SweepContext, trial, overrides: list[str], seed: int):
         "sweep_method": str(trial.user_attrs.get("method", "")),
     }
     log_path = str(ctx.log_dir / f"confirm-{trial.number:04d}-s{seed}.log") if ctx.quiet else None
+    settings = trial_settings(run_name, ctx.uri, ctx.quiet)
     job = TrialJob(
         study_name=ctx.study.study_name,
         storage=ctx.storage,
@@ -67,7 +68,7 @@ def _run(ctx: SweepContext, trial, overrides: list[str], seed: int):
         number=trial.number,
         pruner=ctx.spec.pruner,
         prune=False,
-        overrides=[*overrides, f"seed={seed}", *trial_settings(run_name, ctx.uri, ctx.quiet)],
+        config=job_config(overrides, {"seed": seed, **settings}),
         monitor=ctx.spec.metrics[0],
         parent_run_id=ctx.runs.run_id,
         tags=tags,

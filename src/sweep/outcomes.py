@@ -54,6 +54,14 @@ _OOM_TEXT = re.compile(
 )
 
 
+def describe_error(err: BaseException) -> str:
+    """A failed trial's fail_reason: the error's type and text (a ConfigError's every problem)."""
+    problems = getattr(err, "problems", None)
+    if problems:
+        return f"{type(err).__name__}: " + "; ".join(problems)
+    return f"{type(err).__name__}: {str(err)[:500]}"
+
+
 def reason_of_exception(err: BaseException) -> str:
     """oom for every way a framework reports running out of memory, nan for divergence."""
     from src.train.divergence import NonFiniteLossError  # here: it imports lightning

@@ -232,7 +232,7 @@ def test_cli_args_split_into_settings_and_trial_overrides():
 def test_derive_is_arithmetic_only_and_timeout_becomes_atrial_budget():
     from src.sweep.driver import max_time_seconds, trial_budget
     from src.sweep.space import evaluate
-    from src.sweep.trial import trial_settings
+    from src.sweep.trial import as_overrides, trial_settings
 
     assert evaluate("2 * rank", {"rank": 8}) == 16
     assert evaluate("max(4, rank // 2) + 0.5", {"rank": 4}) == 4.5
@@ -245,7 +245,7 @@ def test_derive_is_arithmetic_only_and_timeout_becomes_atrial_budget():
     import time
 
     assert 55 <= trial_budget(time.time() + 60, 150) <= 60
-    [cap] = [o for o in trial_settings("r", "u", True, 3725) if "max_time" in o]
+    [cap] = [o for o in as_overrides(trial_settings("r", "u", True, 3725)) if "max_time" in o]
     assert cap == "++trainer.max_time=00:01:02:05" and max_time_seconds(cap.split("=")[1]) == 3725
 
 

@@ -1,18 +1,18 @@
-"""Inside a trial process: compose the trial's config, train with the pruning callback, send the
-outcome back to the driver; stop at once if the driver dies."""
+"""Inside a trial process: train the config the driver composed, with the pruning callback; send
+the outcome back to the driver; stop at once if the driver dies."""
 
 from __future__ import annotations
 
 import os
 import traceback
 
-from src.sweep.outcomes import STATE, reason_of_exception
+from src.sweep.outcomes import STATE, describe_error, reason_of_exception
 from src.sweep.process.job import TrialJob
 from src.train.quiet import quiet_libraries
 
 
 def child_main(job: TrialJob, conn) -> None:
-    """Compose the trial's config, train with the pruning callback, send the outcome back."""
+    """Train the trial's config with the pruning callback, send the outcome back."""
     os.chdir(job.cwd)  # the fork server's cwd/env are from when it started, not from now
     quiet_libraries()  # banners and deprecation notices, in the log file or on the console
     if job.log_path:
@@ -24,12 +24,11 @@ def child_main(job: TrialJob, conn) -> None:
     callback = TrialCallback(job, conn)
     _stop_with_driver(job.driver_pid, callback)
     try:
-        from src.sweep.configs import trial_config
         from src.sweep.process.rank import rank_starter
         from src.train.distributed import other_ranks, world_size
         from src.train.run import train
 
-        cfg = trial_config(job.overrides)
+        cfg = job.config
         # trainer.devices > 1: this process is rank 0 of a data-parallel trial.
         with other_ranks(world_size(cfg), rank_starter(job, conn)):
             metrics = train(
@@ -64,7 +63,7 @@ def child_main(job: TrialJob, conn) -> None:
                     "state": STATE[reason],
                     "reason": reason,
                     "run_id": callback.run_id or _last_run_id(),
-                    "fail_reason": _reason(err),
+                    "fail_reason": describe_error(err),
                     "startup_s": callback.startup_s,
                     "traceback": "".join(traceback.format_exc().splitlines(True)[-25:]),
                 },
@@ -95,13 +94,6 @@ def _stop_with_driver(driver_pid: int, callback) -> None:
 
     if driver_pid:
         exit_when(driver_gone, 2.0, "driver-watchdog", close_run)
-
-
-def _reason(err: BaseException) -> str:
-    problems = getattr(err, "problems", None)
-    if problems:
-        return f"{type(err).__name__}: " + "; ".join(problems)
-    return f"{type(err).__name__}: {str(err)[:500]}"
 
 
 def _last_run_id() -> str | None:

@@ -1,20 +1,24 @@
-"""What the sweep driver hands a trial process, and what it learns back: plain data that
-pickles across the process boundary."""
+"""What the sweep driver hands a trial process, and what it learns back: data that pickles
+across the process boundary."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 @dataclass
 class TrialJob:
-    """Everything a trial process needs; plain data, so it pickles to the child."""
+    """Everything a trial process needs; it pickles to the child."""
 
     study_name: str
     storage: str
     trial_id: int
     number: int
-    overrides: list[str]
+    config: DictConfig  # composed by the driver, per-trial settings set (it pickles)
     pruner: dict
     prune: bool
     monitor: str

@@ -18,17 +18,27 @@ import lightning.pytorch  # noqa: F401
 import mlflow  # noqa: F401
 import mlflow.store.tracking.rest_store  # noqa: F401
 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+import mlflow.store.tracking.sqlalchemy_workspace_store  # noqa: F401
+import mlflow.system_metrics.system_metrics_monitor  # noqa: F401
+import mlflow.tracing.processor.base_mlflow  # noqa: F401 - imported by set_tracking_uri
 import optuna  # noqa: F401
+import optuna.storages._rdb.models  # noqa: F401 - imported lazily by RDBStorage
 import peft
+import sqlalchemy.dialects.postgresql  # noqa: F401 - the storage URL's dialect, found lazily
+import sqlalchemy.dialects.sqlite  # noqa: F401
 import sqlalchemy.orm
 import torch  # noqa: F401
 import transformers
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: F401
 from mlflow.utils.git_utils import get_git_commit
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
 import src.sweep.configs
 import src.sweep.process.child
+import src.sweep.process.schema_heads
+import src.sweep.storage  # noqa: F401
 import src.train.data
+import src.train.models
 import src.train.run
 import src.train.tracking
 
@@ -48,6 +58,8 @@ for _name in (
     "get_peft_model",
 ):
     getattr(peft, _name)
+
+src.sweep.process.schema_heads.cache_schema_heads()
 # MLflow's store for a database or a server: importing it and mapping its tables cost each
 # trial ~0.8 s. Modules only: a connection made here would be shared by every fork.
 with warnings.catch_warnings():  # MLflow's own mappers use a deprecated loader: not ours to say
@@ -57,8 +69,17 @@ with warnings.catch_warnings():  # MLflow's own mappers use a deprecated loader:
 # and each run is tagged with the installed packages' versions: ~80 ms a trial, paid here once.
 get_git_commit(os.getcwd())
 src.train.tracking.package_versions()
-# The default data, read and labelled once here: trials of the default sweep start with it.
-src.train.data.labelled_source(src.sweep.configs.trial_config([]).data)
+# transformers builds its table of checkpoint key renamings (~100 compiled patterns) at the first
+# model load of a process: ~70 ms a trial.
+get_checkpoint_conversion_mapping("bert")
+# The default data and tokenizer, read once here: trials of the default sweep start with them.
+_default = src.sweep.configs.trial_config([])
+src.train.data.labelled_source(_default.data)
+src.train.models.load_tokenizer(
+    src.train.models.resolve_tokenizer_path(
+        _default.model, src.train.models.resolve_source(_default.model)
+    )
+)
 
 try:  # optional: quantized trials need it, others do not
     import bitsandbytes  # noqa: F401

@@ -26,12 +26,10 @@ def rank_starter(job: TrialJob, conn):
 
 def rank_main(job: TrialJob, k: int, conn) -> None:
     conn.close()
-    from src.sweep.configs import trial_config
     from src.sweep.process.callback import TrialCallback
     from src.train.distributed import become_rank, stop_with_parent
     from src.train.run import train
 
     become_rank(k)
     stop_with_parent()
-    cfg = trial_config(job.overrides)
-    train(cfg, callbacks=[TrialCallback(job, conn=None)], estimated=job.estimate)
+    train(job.config, callbacks=[TrialCallback(job, conn=None)], estimated=job.estimate)

@@ -1,0 +1,47 @@
+"""What the driver and the fork server do so that a trial starts sooner changes nothing the trial
+sees: its config is the one its overrides compose to, and the stores still check their schema."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import optuna
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from omegaconf import OmegaConf
+
+from src.sweep.configs import trial_config
+from src.sweep.process.schema_heads import cache_schema_heads
+from src.sweep.trial import as_overrides, job_config, trial_settings
+
+
+@pytest.mark.parametrize("max_time", [None, 3725])
+def test_the_config_the_driver_sends_is_the_one_its_overrides_compose_to(max_time):
+    overrides = ["model=tiny_bert", "adapter=lora", "adapter.peft.r=4", "optim.lr=0.002"]
+    settings = {"seed": 7, **trial_settings("t-001", "sqlite:///x/mlflow.db", True, max_time)}
+
+    sent = job_config(overrides, settings)
+    composed = trial_config([*overrides, *as_overrides(settings)])
+
+    assert OmegaConf.to_container(sent) == OmegaConf.to_container(composed)
+    assert sent.run_name == "t-001" and sent.seed == 7 and sent.summary is False
+    assert trial_config(overrides).run_name != "t-001"  # the cached composition is not edited
+
+
+def test_stores_opened_with_the_cached_schema_heads_still_check_the_schema(tmp_path):
+    cache_schema_heads()
+    cache_schema_heads()  # a second call does not wrap again
+
+    for _ in range(2):  # the first opening reads the head, the second gets the cached one
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
+        assert storage.get_current_version() == storage.get_head_version()
+        storage.engine.dispose()
+
+    db, artifacts = tmp_path / "mlflow.db", (tmp_path / "artifacts").as_uri()
+    for _ in range(2):
+        SqlAlchemyStore(f"sqlite:///{db}", artifacts).engine.dispose()
+    with sqlite3.connect(db) as conn:  # as if made by an older MLflow
+        conn.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
+    with pytest.raises(MlflowException, match="out-of-date database schema"):
+        SqlAlchemyStore(f"sqlite:///{db}", artifacts)
