@@ -26,9 +26,9 @@ import optuna  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from src.sweep import load_spec  # noqa: E402
+from src.sweep.configs import as_overrides, trial_settings  # noqa: E402
 from src.sweep.samplers import build_sampler  # noqa: E402
 from src.sweep.space import suggest  # noqa: E402
-from src.sweep.trial import as_overrides, trial_settings  # noqa: E402
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import statistics
 
 from optuna.trial import TrialState
 
-from src.sweep.configs import trial_config
+from src.sweep.configs import job_config, trial_config, trial_settings
 from src.sweep.process.job import TrialJob
 from src.sweep.process.runner import run_trial
-from src.sweep.trial import SweepContext, job_config, trial_settings
+from src.sweep.trial import SweepContext
 
 ATTR = "confirm_{number}"
 

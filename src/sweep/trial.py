@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from src.errors import ConfigError
 from src.sweep import interrupts
 from src.sweep.budget import Budget, judge, training_sequence
-from src.sweep.configs import trial_config, with_settings
+from src.sweep.configs import job_config, trial_config, trial_settings
 from src.sweep.outcomes import STATE, describe_error
 from src.sweep.process.runner import TrialJob, TrialOutcome, run_trial
 from src.sweep.space import method_param, suggest
@@ -208,40 +207,6 @@ def worker_label() -> str:
     if env.get("SLURM_JOB_ID"):
         return f"slurm:{env['SLURM_JOB_ID']}"
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def trial_settings(
-    run_name: str, uri: str, quiet: bool, max_time: float | None = None
-) -> dict[str, object]:
-    """Per-trial settings, dotted key -> value: no end summary or checkpoints (a sweep compares,
-    it does not keep), the parent's MLflow store (the fork server's environment may be older than
-    ours), and the time this trial may train (Lightning stops gracefully at max_time; the run is
-    still measured)."""
-    out: dict[str, object] = {
-        "summary": False,
-        "checkpoint.enabled": False,
-        "run_name": run_name,
-        "logger.tracking_uri": uri,
-    }
-    if max_time is not None:
-        secs = int(max_time)  # Lightning's string form: a dict would arrive as a DictConfig
-        out["trainer.max_time"] = f"00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
-    if quiet:
-        out |= {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
-    return out
-
-
-def as_overrides(settings: dict[str, object]) -> list[str]:
-    """Settings as Hydra command-line overrides, for a trial run as `python -m src.train`."""
-    text = {True: "true", False: "false"}
-    return [f"++{key}={text.get(value, value)}" for key, value in settings.items()]
-
-
-def job_config(overrides: list[str], settings: dict[str, object]) -> DictConfig:
-    """The trial's config, composed here in the driver (the budget check composed the same
-    overrides already: cached) with the per-trial settings set on it, so the trial process starts
-    without composing (~0.1 s of Hydra)."""
-    return with_settings(trial_config(overrides), settings)
 
 
 def check_objectives(outcome: TrialOutcome, spec: SweepSpec) -> None:

@@ -230,9 +230,9 @@ def test_cli_args_split_into_settings_and_trial_overrides():
 
 
 def test_derive_is_arithmetic_only_and_timeout_becomes_atrial_budget():
+    from src.sweep.configs import as_overrides, trial_settings
     from src.sweep.driver import max_time_seconds, trial_budget
     from src.sweep.space import evaluate
-    from src.sweep.trial import as_overrides, trial_settings
 
     assert evaluate("2 * rank", {"rank": 8}) == 16
     assert evaluate("max(4, rank // 2) + 0.5", {"rank": 4}) == 4.5

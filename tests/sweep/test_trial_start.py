@@ -11,9 +11,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from omegaconf import OmegaConf
 
-from src.sweep.configs import trial_config
+from src.sweep.configs import as_overrides, job_config, trial_config, trial_settings
 from src.sweep.process.schema_heads import cache_schema_heads
-from src.sweep.trial import as_overrides, job_config, trial_settings
 
 
 @pytest.mark.parametrize("max_time", [None, 3725])
