@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+import torch  # noqa: E402
 from peer_processes import max_time_s  # noqa: E402 - bench/ is this script's folder
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
@@ -46,6 +47,12 @@ class TrialClock(TrainerCallback):
     def start(self, number: int, overrides: list[str]) -> None:
         self.current = {"number": number, "start": time.time(), "overrides": overrides}
         self.records[number] = self.current
+        if torch.cuda.is_available():  # HF reports no GPU peak by default: the bench takes it
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            self.current["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
 
     def on_step_end(self, args, state, control, **kwargs):
         self.current.setdefault("first_step", time.time())
@@ -139,7 +146,7 @@ def _training_args(cfg, output_dir: Path, memory_metrics: bool) -> TrainingArgum
     """The sweep's base config as TrainingArguments (lr and bf16 are set per trial)."""
     return TrainingArguments(
         output_dir=str(output_dir),
-        use_cpu=True,
+        use_cpu=cfg.trainer.accelerator not in ("gpu", "cuda"),
         per_device_train_batch_size=int(cfg.data.batch_size),
         per_device_eval_batch_size=int(cfg.data.eval_batch_size),
         num_train_epochs=float(cfg.trainer.max_epochs),
@@ -187,7 +194,9 @@ def _write(path: str, study, clock: TrialClock) -> None:
             params=t.params,
             # HF's own figure: peak RSS above where train() ended (a thread polls RSS); with
             # the change over train() it gives the peak above train()'s start.
-            peak_mb=_mb(rec.get("train_mem_cpu_peaked_delta")),
+            # On a GPU, torch.cuda.max_memory_allocated over the trial, taken by the bench (HF
+            # reports none unless its tracker is on).
+            peak_mb=rec.get("cuda_max_allocated_mb") or _mb(rec.get("train_mem_cpu_peaked_delta")),
             peak_above_train_start_mb=_mb(
                 (rec.get("train_mem_cpu_peaked_delta") or 0)
                 + (rec.get("train_mem_cpu_alloc_delta") or 0)

@@ -1,6 +1,7 @@
 """Sweep efficiency against what users would pick instead, side by side on the embedded default.
 
     python bench/peers.py [--seeds 0,1] [--arms ours,hf,processes] [--budget 660] [--smoke]
+                          [--base model=smollm2 trainer=gpu]   # the same search elsewhere
 
 The same search three ways: the default sweep's space (method x lr x rank x precision, the same
 conditions), its enqueued starts, data, per-trial cap and wall budget, TPE with the same seed
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--budget", type=float, default=None, help="seconds (default: the file's)")
     parser.add_argument("--smoke", action="store_true", help="2 tiny trials per arm: a check")
+    parser.add_argument(
+        "--base", nargs="*", default=[], help="overrides added to every arm's base (model, GPU)"
+    )
     parser.add_argument("--out", default=str(RESULTS / "peers.json"))
     parser.add_argument(
         "--summarise", nargs="*", metavar="RUN_DIR", help="no new runs: these arms' saved runs"
@@ -62,24 +66,28 @@ def main() -> None:
         runs = []
         for seed in [int(s) for s in args.seeds.split(",")]:
             for arm in args.arms.split(","):
-                spec_path = seeded_spec(seed, args.smoke)
+                spec_path = seeded_spec(seed, args.smoke, args.base)
                 print(f"[peers] seed {seed} arm {arm} ...", flush=True)
                 runs.append(run_arm(arm, seed, spec_path, args.budget))
                 print(f"[peers]   {describe(runs[-1])} ({runs[-1]['dir']})", flush=True)
     result = summarise(runs)
+    result["base"] = args.base
     Path(args.out).write_text(json.dumps(result, indent=1))
-    plot(runs, Path(args.out).with_suffix(".png"))
+    plot(runs, Path(args.out).with_suffix(".png"), " ".join(args.base))
     print(markdown(result))
 
 
-def seeded_spec(seed: int, smoke: bool) -> Path:
-    """sweeps/default.yaml with the sampler's seed set (and shrunk for --smoke)."""
+def seeded_spec(seed: int, smoke: bool, base: list[str] = ()) -> Path:
+    """sweeps/default.yaml with the sampler's seed set, `base` added to its base (another model,
+    trainer=gpu), and shrunk for --smoke."""
     spec = yaml.safe_load((ROOT / "sweeps" / "default.yaml").read_text())
     spec["sampler"]["seed"] = seed
+    spec["base"] = [*spec["base"], *base]
     if smoke:
         spec.update(n_trials=SMOKE["n_trials"], timeout=SMOKE["timeout"])
         spec["base"] = [*spec["base"], *SMOKE["base"]]
-    path = WORK / f"default-seed{seed}{'-smoke' if smoke else ''}.yaml"
+    tag = "".join(f"-{o.split('=')[-1]}" for o in base)  # model=smollm2 trainer=gpu: -smollm2-gpu
+    path = WORK / f"default-seed{seed}{tag}{'-smoke' if smoke else ''}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -231,7 +239,7 @@ def describe(run: dict) -> str:
     )
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def plot(runs: list[dict], path: Path, base: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,7 +260,8 @@ def plot(runs: list[dict], path: Path) -> None:
         ax.step(xs, ys, where="post", color=color, linestyle=style, label=label)
     ax.set_xlabel("wall time since the arm's command started (min)")
     ax.set_ylabel("best val acc found (complete trials)")
-    ax.set_title("Default sweep space on the embedded MiniLM, 2-core CPU")
+    where = f"with {base}" if base else "on the embedded MiniLM, 2-core CPU"
+    ax.set_title(f"Default sweep space {where}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

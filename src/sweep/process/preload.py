@@ -27,7 +27,7 @@ import peft
 import sqlalchemy.dialects.postgresql  # noqa: F401 - the storage URL's dialect, found lazily
 import sqlalchemy.dialects.sqlite  # noqa: F401
 import sqlalchemy.orm
-import torch  # noqa: F401
+import torch
 import transformers
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: F401
 from mlflow.utils.git_utils import get_git_commit
@@ -81,10 +81,14 @@ src.train.models.load_tokenizer(
     )
 )
 
-try:  # optional: quantized trials need it, others do not
-    import bitsandbytes  # noqa: F401
-except ImportError:
-    pass
+# Optional: quantized trials need it, others do not. Not with a CUDA build of torch: importing
+# bitsandbytes there reads the GPU's properties, which initializes CUDA in this server, and a
+# process forked after that cannot use CUDA ("Cannot re-initialize CUDA in forked subprocess").
+if torch.version.cuda is None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        pass
 
 # Last: everything loaded above moves to the collector's permanent generation. Each trial would
 # otherwise walk these millions of objects in its full collections (measured: 0.4 s each, more
