@@ -9,7 +9,10 @@ from __future__ import annotations
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from peft import get_peft_model, prepare_model_for_kbit_training
+
+# peft is imported where it is used: importing it imports bitsandbytes, which on a GPU reads the
+# device's properties and so initializes CUDA, and the sweep's fork server imports this module
+# (src/sweep/process/preload.py): a trial forked from a server with CUDA initialized cannot use it.
 
 # Non-reentrant checkpointing: works with frozen inputs (PEFT) without the input-grad hack.
 CHECKPOINTING_KWARGS = {"use_reentrant": False}
@@ -17,6 +20,8 @@ CHECKPOINTING_KWARGS = {"use_reentrant": False}
 
 def apply_adapter(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
     """Return the model ready to train under cfg.adapter (and cfg.quant)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
     checkpointing = bool(cfg.get("activation_checkpointing", False))
     if getattr(model, "is_quantized", False):
         # Casts norms to fp32; turns on activation checkpointing when asked.

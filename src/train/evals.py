@@ -15,7 +15,6 @@ import lightning.pytorch as pl
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
-from peft import PeftModel
 
 from src.train import measure, models
 from src.train.assets import embedded_asset
@@ -62,7 +61,7 @@ class Forgetting:
 
     def before_fit(self, module) -> None:
         model = module.model
-        with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
+        with model.disable_adapter() if _is_peft(model) else nullcontext():
             self.before = perplexity(model, self.tokenizer, self.texts)
 
     def after_fit(self, module, datamodule) -> dict[str, float]:
@@ -85,7 +84,7 @@ class PostTrainingQuantization:
 
     def after_fit(self, module, datamodule) -> dict[str, float]:
         model = module.model
-        merged = model.merge_and_unload() if isinstance(model, PeftModel) else model
+        merged = model.merge_and_unload() if _is_peft(model) else model
         metrics: dict[str, float] = {}
         with tempfile.TemporaryDirectory() as folder:
             merged.save_pretrained(folder)
@@ -131,3 +130,10 @@ def build_evaluations(cfg: DictConfig, tokenizer, rebuild_module) -> list:
     if cfg.eval.ptq:
         evals.append(PostTrainingQuantization(cfg, cfg.eval.ptq, rebuild_module))
     return evals
+
+
+def _is_peft(model) -> bool:
+    """peft imported here, not at the top: see src/train/adapters.py (CUDA in the fork server)."""
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)

@@ -10,7 +10,6 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from omegaconf import DictConfig
-from transformers import get_scheduler
 from transformers.trainer_pt_utils import get_parameter_names
 
 FUSABLE = (torch.optim.AdamW, torch.optim.Adam)
@@ -83,6 +82,10 @@ class FineTuneModule(pl.LightningModule):
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optim_cfg, self.model, self.trainer.precision_plugin)
         total = int(self.trainer.estimated_stepping_batches)
+        # Imported here: transformers' scheduler module imports peft, and with it bitsandbytes,
+        # which must not load in the sweep's fork server on a GPU (src/train/adapters.py).
+        from transformers import get_scheduler
+
         scheduler = get_scheduler(
             self.optim_cfg.scheduler,
             optimizer,

@@ -44,3 +44,30 @@ def test_stores_opened_with_the_cached_schema_heads_still_check_the_schema(tmp_p
         conn.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
     with pytest.raises(MlflowException, match="out-of-date database schema"):
         SqlAlchemyStore(f"sqlite:///{db}", artifacts)
+
+
+# A CUDA build of torch as the fork server sees it; then the server's preload and the trial code
+# it imports. Each result line: whether the module was imported / CUDA initialized.
+_PRELOAD_UNDER_CUDA_BUILD = """
+import sys, torch
+torch.version.cuda = "13.0"
+import src.sweep.process.preload
+print("peft", "peft" in sys.modules)
+print("bitsandbytes", "bitsandbytes" in sys.modules)
+print("cuda_initialized", torch.cuda.is_initialized())
+"""
+
+
+def test_the_fork_server_leaves_cuda_alone_under_a_cuda_build():
+    """On an H200 every GPU trial failed ("Cannot re-initialize CUDA in forked subprocess"):
+    importing bitsandbytes, which peft and transformers' scheduler module import, reads the GPU's
+    properties and so initializes CUDA in the server every trial is forked from."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PRELOAD_UNDER_CUDA_BUILD], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = dict(line.split() for line in done.stdout.splitlines() if line.count(" ") == 1)
+    assert seen == {"peft": "False", "bitsandbytes": "False", "cuda_initialized": "False"}

@@ -23,7 +23,6 @@ import mlflow.system_metrics.system_metrics_monitor  # noqa: F401
 import mlflow.tracing.processor.base_mlflow  # noqa: F401 - imported by set_tracking_uri
 import optuna  # noqa: F401
 import optuna.storages._rdb.models  # noqa: F401 - imported lazily by RDBStorage
-import peft
 import sqlalchemy.dialects.postgresql  # noqa: F401 - the storage URL's dialect, found lazily
 import sqlalchemy.dialects.sqlite  # noqa: F401
 import sqlalchemy.orm
@@ -50,14 +49,6 @@ for _name in (
     "BitsAndBytesConfig",
 ):
     getattr(transformers, _name)
-for _name in (
-    "LoraConfig",
-    "PrefixTuningConfig",
-    "PromptTuningConfig",
-    "IA3Config",
-    "get_peft_model",
-):
-    getattr(peft, _name)
 
 src.sweep.process.schema_heads.cache_schema_heads()
 # MLflow's store for a database or a server: importing it and mapping its tables cost each
@@ -81,11 +72,22 @@ src.train.models.load_tokenizer(
     )
 )
 
-# Optional: quantized trials need it, others do not. Not with a CUDA build of torch: importing
-# bitsandbytes there reads the GPU's properties, which initializes CUDA in this server, and a
-# process forked after that cannot use CUDA ("Cannot re-initialize CUDA in forked subprocess").
+# peft and bitsandbytes only with a CPU build of torch: with a CUDA build, importing bitsandbytes
+# (peft imports it) reads the GPU's properties, which initializes CUDA in this server, and every
+# process forked from it then fails at its first CUDA call ("Cannot re-initialize CUDA in forked
+# subprocess"; seen on an H200). Each GPU trial imports them itself (src/train/adapters.py).
 if torch.version.cuda is None:
-    try:
+    import peft
+
+    for _name in (
+        "LoraConfig",
+        "PrefixTuningConfig",
+        "PromptTuningConfig",
+        "IA3Config",
+        "get_peft_model",
+    ):
+        getattr(peft, _name)
+    try:  # optional: quantized trials need it, others do not
         import bitsandbytes  # noqa: F401
     except ImportError:
         pass
