@@ -11,6 +11,15 @@ means nothing; every other code path is the shipped one.
 
     .venv/bin/python bench/standin_assets.py pack .devkit/assets
     python bench/standin_assets.py unpack .devkit/assets   # there; then PYTHONPATH=<it>/site
+
+What worked on a lent H200 (2026-12-04), whose image has torch, lightning and numpy but not the
+rest: `pip install --target SITE --no-deps --only-binary=:all: --python-version 3.12
+--platform manylinux...` of the packages it lacks (transformers, peft, bitsandbytes, optuna,
+mlflow and their own needs; antlr4-python3-runtime 4.9.3 built as a wheel here first), keeping
+only bitsandbytes' library for the image's CUDA, packed as one tar.xz (24 MB; a call carries
+64 MiB). There: unpack it outside the repository (files in the copied tree are not kept between
+calls) and set PYTHONPATH to the repository root first (nothing is installed), then SITE. The
+real SmolLM2 GGUF (98 MB) needs two calls to the same warm machine, half each.
 """
 
 from __future__ import annotations
