@@ -20,8 +20,8 @@ only bitsandbytes' library for the image's CUDA, packed as one tar.xz (24 MB; a 
 64 MiB). There: unpack it outside the repository (files in the copied tree are not kept between
 calls), run `python3 -m compileall -q SITE` before timing anything (the first import otherwise
 compiles it: the 2026-12-04 first-trial latency was confounded so), and set PYTHONPATH to the
-repository root first (nothing is installed), then SITE. The
-real SmolLM2 GGUF (98 MB) needs two calls to the same warm machine, half each.
+repository root first (nothing is installed), then SITE. The real SmolLM2 GGUF (98 MB)
+needs two calls to the same warm machine, half each.
 """
 
 from __future__ import annotations

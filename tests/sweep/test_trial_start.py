@@ -4,6 +4,8 @@ sees: its config is the one its overrides compose to, and the stores still check
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -62,9 +64,6 @@ def test_the_fork_server_leaves_cuda_alone_under_a_cuda_build():
     """On an H200 every GPU trial failed ("Cannot re-initialize CUDA in forked subprocess"):
     importing bitsandbytes, which peft and transformers' scheduler module import, reads the GPU's
     properties and so initializes CUDA in the server every trial is forked from."""
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-c", _PRELOAD_UNDER_CUDA_BUILD], capture_output=True, text=True
     )
