@@ -288,7 +288,14 @@ def raw_time_parts(row: dict, device: str) -> dict:
         OVERHEAD[device].update(saved)
     matmul = est.time_parts_ms["matmuls"]
     other = sum(est.time_parts_ms.values()) - matmul
-    return {"matmul_ms": matmul, "other_ms": other, "estimate/heap_mb": est.heap_mb}
+    # Every part kept too, so a GPU's rows can be refitted elsewhere (--refit) under another way
+    # of combining them (the device timings stay on the machine that took them).
+    return {
+        "matmul_ms": matmul,
+        "other_ms": other,
+        "time_parts_ms": est.time_parts_ms,
+        "estimate/heap_mb": est.heap_mb,
+    }
 
 
 def write_calibration(device: str, fitted: dict) -> None:

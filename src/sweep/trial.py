@@ -137,6 +137,7 @@ def _attempt(
         quiet=ctx.quiet,
         log_path=_log_path(ctx, trial),
         estimate=estimate,
+        profile_dir=os.environ.get("FTSWEEP_PROFILE_START") or None,
     )
     # The run id goes into the trial at once: if this driver dies, whoever fails the stale trial
     # can still close its MLflow run.

@@ -70,3 +70,21 @@ def test_the_fork_server_leaves_cuda_alone_under_a_cuda_build():
     assert done.returncode == 0, done.stderr[-3000:]
     seen = dict(line.split() for line in done.stdout.splitlines() if line.count(" ") == 1)
     assert seen == {"peft": "False", "bitsandbytes": "False", "cuda_initialized": "False"}
+
+
+def test_a_trial_profiles_its_start_up_to_its_first_batch(sweep_env, tmp_path, monkeypatch):
+    import pstats
+
+    from src.sweep import load_spec, run_sweep
+
+    base = ["model=tiny_bert", "data.max_train_samples=32", "data.max_eval_samples=16"]
+    sweep = "base: {}\nspace: {{lr: {{type: float, low: 1e-4, high: 1e-2, path: optim.lr}}}}\n"
+    path, storage, overrides = sweep_env(sweep.format(base) + "n_trials: 1\n")
+    monkeypatch.setenv("FTSWEEP_PROFILE_START", str(tmp_path / "profiles"))
+
+    study = run_sweep(load_spec(path, overrides), "p", storage, quiet=True, overrides=overrides)
+
+    assert study.trials[0].state.name == "COMPLETE"
+    functions = {name for _, _, name in pstats.Stats(str(tmp_path / "profiles/trial-0.prof")).stats}
+    assert {"train", "fit"} <= functions  # the child's start, into Lightning's fit
+    assert "training_step" not in functions  # and it stopped at the first batch

@@ -19,8 +19,9 @@ import lightning.pytorch as pl
 
 
 class TrialCallback(pl.Callback):
-    def __init__(self, job, conn):
+    def __init__(self, job, conn, on_setup_done=None):
         self.job, self.conn = job, conn
+        self.on_setup_done = on_setup_done  # called once, at the first batch
         self.trial = None
         self.run_id: str | None = None
         self.startup_s: float | None = None
@@ -41,6 +42,8 @@ class TrialCallback(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.setup_s is None:  # everything before the first step's compute: the fixed cost
             self.setup_s = time.time() - self.job.launched_at
+            if self.on_setup_done is not None:
+                self.on_setup_done()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.startup_s is None:

@@ -13,6 +13,7 @@ from src.train.quiet import quiet_libraries
 
 def child_main(job: TrialJob, conn) -> None:
     """Train the trial's config with the pruning callback, send the outcome back."""
+    profile = _profile_start(job)
     os.chdir(job.cwd)  # the fork server's cwd/env are from when it started, not from now
     quiet_libraries()  # banners and deprecation notices, in the log file or on the console
     if job.log_path:
@@ -21,7 +22,7 @@ def child_main(job: TrialJob, conn) -> None:
     # process target) and should not pay for lightning.
     from src.sweep.process.callback import TrialCallback
 
-    callback = TrialCallback(job, conn)
+    callback = TrialCallback(job, conn, on_setup_done=profile)
     _stop_with_driver(job.driver_pid, callback)
     try:
         from src.sweep.process.rank import rank_starter
@@ -71,6 +72,24 @@ def child_main(job: TrialJob, conn) -> None:
         )
     finally:
         conn.close()
+
+
+def _profile_start(job: TrialJob):
+    """With job.profile_dir, profile this process until its first batch (the trial's fixed
+    cost) and return what writes the profile then: `python -m pstats` or snakeviz reads it."""
+    if not job.profile_dir:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+
+    def write() -> None:
+        profiler.disable()
+        os.makedirs(job.profile_dir, exist_ok=True)
+        profiler.dump_stats(os.path.join(job.profile_dir, f"trial-{job.number}.prof"))
+
+    return write
 
 
 def _stop_with_driver(driver_pid: int, callback) -> None:

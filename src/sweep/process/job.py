@@ -30,6 +30,9 @@ class TrialJob:
     launched_at: float = 0.0
     driver_pid: int = 0  # the trial process stops itself when this process is gone
     estimate: dict | None = None  # the driver's Estimate.metrics() for this config, if made
+    # FTSWEEP_PROFILE_START in the driver's environment: the folder each trial writes a cProfile
+    # of its start to (process start -> first batch), trial-<number>.prof
+    profile_dir: str | None = None
 
 
 @dataclass
