@@ -56,6 +56,7 @@ torch.version.cuda = "13.0"
 import src.sweep.process.preload
 print("peft", "peft" in sys.modules)
 print("bitsandbytes", "bitsandbytes" in sys.modules)
+print("inductor", "torch._inductor.compile_fx" in sys.modules)  # what made their import slow
 print("cuda_initialized", torch.cuda.is_initialized())
 """
 
@@ -69,7 +70,12 @@ def test_the_fork_server_leaves_cuda_alone_under_a_cuda_build():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = dict(line.split() for line in done.stdout.splitlines() if line.count(" ") == 1)
-    assert seen == {"peft": "False", "bitsandbytes": "False", "cuda_initialized": "False"}
+    assert seen == {
+        "peft": "False",
+        "bitsandbytes": "False",
+        "inductor": "True",
+        "cuda_initialized": "False",
+    }
 
 
 def test_a_trial_profiles_its_start_up_to_its_first_batch(sweep_env, tmp_path, monkeypatch):

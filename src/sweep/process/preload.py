@@ -76,6 +76,12 @@ src.train.models.load_tokenizer(
 # (peft imports it) reads the GPU's properties, which initializes CUDA in this server, and every
 # process forked from it then fails at its first CUDA call ("Cannot re-initialize CUDA in forked
 # subprocess"; seen on an H200). Each GPU trial imports them itself (src/train/adapters.py).
+# What makes that import slow is not: bitsandbytes' torch.compile wrappers import inductor and
+# dynamo, which query no GPU (checked on an H200: CUDA still uninitialized after them, and
+# bitsandbytes then imported in 0.1 s instead of ~6 s), so the server imports those for them.
+import torch._dynamo  # noqa: F401
+import torch._inductor.compile_fx  # noqa: F401
+
 if torch.version.cuda is None:
     import peft
 

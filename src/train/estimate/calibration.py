@@ -10,11 +10,12 @@ cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves b
      of what a real step's elementwise ops cost), step_fixed_ms is Lightning's own work per step
      (hooks, logging, the scheduler); both fitted to measured step times.
 cuda: the measured peak is torch.cuda.max_memory_allocated: the tensors plus fixed workspaces
-     allocated through the caching allocator (cuBLAS': ~64 MB on an H100), fixed_mb. Time is
-     not calibrated there (bench/estimate.py fit_time says why).
+     allocated through the caching allocator (cuBLAS': ~63 MB on an H100 and an H200), fixed_mb.
+     Step time: step_fixed_ms only, fitted on an H200's tiny-model rows (bench/estimate.py
+     fit_time says why not other_scale).
 """
 
 OVERHEAD = {
     "cpu": {"fixed_mb": 5.9, "heap_ratio": 0.563, "other_scale": 1.85, "step_fixed_ms": 9.5},
-    "cuda": {"fixed_mb": 63.2, "heap_ratio": 0.0, "other_scale": 1.0, "step_fixed_ms": 0.0},
+    "cuda": {"fixed_mb": 62.5, "heap_ratio": 0.0, "other_scale": 1.0, "step_fixed_ms": 5.5},
 }

@@ -6,7 +6,7 @@ from src.train.estimate.estimator import Estimate
 
 SLACK = {
     "cpu": "freed heap memory malloc keeps (calibration.py)",
-    "cuda": "library workspaces (cuBLAS'), measured on an H100",
+    "cuda": "library workspaces (cuBLAS'), measured on an H100 and an H200",
 }
 
 
