@@ -1,8 +1,10 @@
 """What the driver and the fork server do so that a trial starts sooner changes nothing the trial
-sees: its config is the one its overrides compose to, and the stores still check their schema."""
+sees: its config is the one its overrides compose to, and the stores still check their schema;
+and a trial can profile its start, to see where that time goes."""
 
 from __future__ import annotations
 
+import pstats
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from omegaconf import OmegaConf
 
+from src.sweep import load_spec, run_sweep
 from src.sweep.configs import as_overrides, job_config, trial_config, trial_settings
 from src.sweep.process.schema_heads import cache_schema_heads
 
@@ -79,10 +82,6 @@ def test_the_fork_server_leaves_cuda_alone_under_a_cuda_build():
 
 
 def test_a_trial_profiles_its_start_up_to_its_first_batch(sweep_env, tmp_path, monkeypatch):
-    import pstats
-
-    from src.sweep import load_spec, run_sweep
-
     base = ["model=tiny_bert", "data.max_train_samples=32", "data.max_eval_samples=16"]
     sweep = "base: {}\nspace: {{lr: {{type: float, low: 1e-4, high: 1e-2, path: optim.lr}}}}\n"
     path, storage, overrides = sweep_env(sweep.format(base) + "n_trials: 1\n")

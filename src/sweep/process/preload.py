@@ -77,8 +77,8 @@ src.train.models.load_tokenizer(
 # process forked from it then fails at its first CUDA call ("Cannot re-initialize CUDA in forked
 # subprocess"; seen on an H200). Each GPU trial imports them itself (src/train/adapters.py).
 # What makes that import slow is not: bitsandbytes' torch.compile wrappers import inductor and
-# dynamo, which query no GPU (checked on an H200: CUDA still uninitialized after them, and
-# bitsandbytes then imported in 0.1 s instead of ~6 s), so the server imports those for them.
+# dynamo, which query no GPU (checked on an H200: CUDA still uninitialized after importing them,
+# which took 6.4 s there, and bitsandbytes then imported in 0.1 s), so the server imports them.
 import torch._dynamo  # noqa: F401
 import torch._inductor.compile_fx  # noqa: F401
 
