@@ -21,7 +21,10 @@ only bitsandbytes' library for the image's CUDA, packed as one tar.xz (24 MB; a 
 calls), run `python3 -m compileall -q SITE` before timing anything (the first import otherwise
 compiles it: the 2026-12-04 first-trial latency was confounded so), and set PYTHONPATH to the
 repository root first (nothing is installed), then SITE. The real SmolLM2 GGUF (98 MB)
-needs two calls to the same warm machine, half each.
+needs two calls to the same warm machine, half each (the second session did: site + assets +
+35 MB of it in the first call, the other 63 MB in the second, called at once: the machine stays
+warm 30 s). Plan for ~20 s per bench/estimate.py row there (a fresh process each): two calls of
+~5 min measured 11 rows besides a profiled trial and one sweep arm.
 """
 
 from __future__ import annotations
