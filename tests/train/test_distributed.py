@@ -57,3 +57,27 @@ def test_a_two_rank_run_logs_once_and_validates_the_whole_split(make_cfg, tmp_pa
     # scores every row nearly alike: rank 0's half alone is off by ~1e-5, hence the tolerance.)
     for key in ("val/loss", "val/perplexity", "val/acc"):
         assert metrics[key] == pytest.approx(single[key], rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "LightningEnvironment"),  # named at once: Lightning's MPI probe is skipped
+        ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, "LightningEnvironment"),  # a rank started for us
+        ({"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "trial"}, "SLURMEnvironment"),
+        ({"OMPI_COMM_WORLD_SIZE": "2"}, None),  # under mpirun: Lightning decides
+    ],
+)
+def test_the_cluster_environment_each_launch_gets(env, expected, monkeypatch):
+    from src.train.run import MPI_LAUNCHER_VARS, _cluster_plugins
+
+    for var in [k for k in os.environ if k.startswith(("SLURM_", "TORCHELASTIC_", "LSB_"))]:
+        monkeypatch.delenv(var)
+    for var in ["LOCAL_RANK", "WORLD_SIZE", *MPI_LAUNCHER_VARS]:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+
+    plugins = _cluster_plugins()
+
+    assert [type(p).__name__ for p in plugins] == ([expected] if expected else [])
