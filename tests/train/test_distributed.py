@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from src.train import train
+from src.train.run import MPI_LAUNCHER_VARS, _cluster_plugins
 
 # lr ~ 0: the weights barely move, so both runs validate the same model and must agree.
 SAME_MODEL = [
@@ -69,8 +70,6 @@ def test_a_two_rank_run_logs_once_and_validates_the_whole_split(make_cfg, tmp_pa
     ],
 )
 def test_the_cluster_environment_each_launch_gets(env, expected, monkeypatch):
-    from src.train.run import MPI_LAUNCHER_VARS, _cluster_plugins
-
     for var in [k for k in os.environ if k.startswith(("SLURM_", "TORCHELASTIC_", "LSB_"))]:
         monkeypatch.delenv(var)
     for var in ["LOCAL_RANK", "WORLD_SIZE", *MPI_LAUNCHER_VARS]:
