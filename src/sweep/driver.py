@@ -5,6 +5,7 @@ one progress line per trial, and stop on a bug beyond max_failures (src/sweep/ou
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import optuna
@@ -33,9 +34,27 @@ class Plan:
     budget: Budget = field(default_factory=Budget)
 
 
-def drive(ctx: SweepContext, plan: Plan, bar: bool = True) -> None:
+class IdleWork:
+    """Work a driver does while its trial process starts and trains rather than before: one unit
+    at a time while it waits for the trial (step), the rest before it asks for the next (finish).
+    """
+
+    def __init__(self, units: Iterator | None = None):
+        self._units = units
+
+    def step(self) -> None:
+        if self._units is not None and next(self._units, self) is self:
+            self._units = None
+
+    def finish(self) -> None:
+        while self._units is not None:
+            self.step()
+
+
+def drive(ctx: SweepContext, plan: Plan, bar: bool = True, idle: IdleWork | None = None) -> None:
     """This process's ask -> run -> tell loop (one per worker; workers show no bar)."""
     progress, failures = Progress(ctx.spec, ctx.study, plan.n_trials, bar=bar), 0
+    idle = idle or IdleWork()
     try:
         while True:
             interrupts.check()
@@ -43,7 +62,8 @@ def drive(ctx: SweepContext, plan: Plan, bar: bool = True) -> None:
             if trial is None:
                 return
             max_time = trial_budget(plan.deadline, plan.trial_cap)
-            frozen = one_trial(ctx, trial, max_time, plan.budget)
+            frozen = one_trial(ctx, trial, max_time, plan.budget, idle=idle.step)
+            idle.finish()  # what the trial's time did not cover, before the next configuration
             progress.line(ctx.study, frozen)
             if frozen.user_attrs.get("reason") in BUGS:
                 failures += 1

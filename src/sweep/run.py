@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from src.sweep.budget import resolve_budget
 from src.sweep.configs import method_choices, trial_config
 from src.sweep.confirm import confirm_best
-from src.sweep.driver import Plan, drive, max_time_seconds
-from src.sweep.preflight.budget import budget_warnings
+from src.sweep.driver import IdleWork, Plan, drive, max_time_seconds
+from src.sweep.preflight.budget import method_budget_checks
 from src.sweep.process.runner import start_fork_server
 from src.sweep.slurm import SlurmResources, detached_hint, submit_workers
 from src.sweep.slurm import follow as follow_jobs
@@ -84,17 +84,22 @@ def run_sweep(
         heartbeat_s=heartbeat_s,
         budget=resolve_budget({**spec.budget, **(budget or {})}, ctx.overrides, workers),
     )
-    warn_unfit_methods(spec, ctx.overrides, plan.budget)
+    # The preflight's budget check of every method: while trial #0 starts (its own configuration
+    # is judged before it launches) by a single local driver, before anything else otherwise.
+    budget_checks = IdleWork(unfit_method_warnings(spec, ctx.overrides, plan.budget))
     status = "FAILED"
     try:
         if slurm is not None:
+            budget_checks.finish()
             if not on_slurm(ctx, plan, workers, slurm, follow):
                 status = None  # detached: the jobs go on, `status` finishes the parent run
                 return study
         elif workers > 1:
+            budget_checks.finish()
             run_workers(workers, ctx, plan)
         else:
-            drive(ctx, plan)
+            drive(ctx, plan, idle=budget_checks)
+            budget_checks.finish()  # no trial was launched: the warnings are still due
         if confirm[0] and confirm[1]:
             confirm_best(ctx, *confirm)
         status = "FINISHED"
@@ -121,11 +126,13 @@ def on_slurm(ctx, plan, workers: int, resources: SlurmResources, follow: bool) -
     return False
 
 
-def warn_unfit_methods(spec: SweepSpec, overrides: list[str], budget) -> None:
-    """The preflight's budget check: a warning, not an error (the estimate may be pessimistic,
-    and the other methods still run)."""
-    for text in budget_warnings(spec, method_choices(spec.space, overrides), budget):
-        print(f"warning: {text}", file=sys.stderr, flush=True)
+def unfit_method_warnings(spec: SweepSpec, overrides: list[str], budget):
+    """The preflight's budget check, one method per step: a warning, not an error (the estimate
+    may be pessimistic, and the other methods still run)."""
+    for text in method_budget_checks(spec, method_choices(spec.space, overrides), budget):
+        if text:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+        yield
 
 
 def resume_hint(

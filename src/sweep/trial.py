@@ -46,9 +46,11 @@ def one_trial(
     trial: optuna.Trial,
     max_time: float | None = None,
     budget: Budget | None = None,
+    idle=None,
 ) -> optuna.trial.FrozenTrial:
     """Run a trial just asked from the study to its end; return it as stored. A configuration
-    whose estimate exceeds the budget is recorded over_budget without starting a process."""
+    whose estimate exceeds the budget is recorded over_budget without starting a process.
+    idle(): called while waiting for the trial process (the driver's deferred work)."""
     study, spec = ctx.study, ctx.spec
     ctx.running[:] = [trial]
     suggestion = suggest(trial, spec.space)
@@ -79,7 +81,9 @@ def one_trial(
     if verdict.over:
         outcome = TrialOutcome("PRUNED", reason="over_budget", fail_reason=verdict.reason)
     else:
-        outcome = _attempt(ctx, trial, overrides, run_name, tags, max_time, verdict.metrics)
+        outcome = _attempt(
+            ctx, trial, overrides, run_name, tags, max_time, verdict.metrics, idle=idle
+        )
     if outcome.reason == "oom" and spec.oom_retry and not interrupts.requested():
         outcome = _retry_smaller_batch(
             ctx, trial, outcome, overrides, (run_name, tags, max_time), budget
@@ -116,6 +120,7 @@ def _attempt(
     tags: dict,
     max_time: float | None,
     estimate: dict | None = None,
+    idle=None,
 ) -> TrialOutcome:
     settings = trial_settings(run_name, ctx.uri, ctx.quiet, max_time)
     try:
@@ -148,6 +153,7 @@ def _attempt(
         every_s=every_s,
         on_run=lambda run_id: trial.set_user_attr("run_id", run_id),
         on_start=lambda pid: trial.set_user_attr("pid", pid),
+        idle=idle,
     )
 
 

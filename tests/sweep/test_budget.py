@@ -142,3 +142,28 @@ def test_the_preflight_estimates_the_enqueued_starts_their_trials_reuse(sweep_en
     # lora at rank 8 (it fits: lora's smallest settings are never needed) and full: two
     # estimates in all, the trial's own check served by the first.
     assert len(budget._ESTIMATES) == before + 2
+
+
+def test_the_budget_checks_of_other_methods_run_while_trial_0_trains(sweep_env, monkeypatch):
+    """Trial #0 is judged on its own configuration and launched; the preflight's check of every
+    method runs in the driver's wait for it (it cost ~2.5 s before trial #0 on the default
+    sweep, more where the estimate times a GPU)."""
+    import time
+
+    from src.sweep import run
+
+    checked_at = []
+
+    def timed(*args):
+        for unit in real(*args):
+            checked_at.append(time.time())
+            yield unit
+
+    real = run.unfit_method_warnings
+    monkeypatch.setattr(run, "unfit_method_warnings", timed)
+    path, storage, overrides = sweep_env(ENQUEUED.format(base=BASE, budget=1000000))
+    study = run_sweep(load_spec(path, overrides), "deferred", storage, overrides=overrides)
+    (trial,) = study.trials
+    assert len(checked_at) == 2  # lora, full
+    launched, ended = trial.user_attrs["launched_at"], trial.datetime_complete.timestamp()
+    assert all(launched < at < ended for at in checked_at)

@@ -9,6 +9,7 @@ first makes their own budget checks cache hits (each estimate costs ~0.5-1 s of 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 from src.sweep.budget import Budget
 from src.sweep.configs import Choice
@@ -17,13 +18,14 @@ from src.sweep.space import format_value, method_param, param_values, suggest
 MAX_COMBINATIONS = 2  # categorical strings tried per method (precision choices, ...)
 
 
-def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
+def method_budget_checks(spec, choices: list[Choice], budget: Budget) -> Iterator[str | None]:
+    """One method at a time (a sweep's driver runs them while its first trial starts): the
+    method's warning, or None when one of its combinations fits."""
     if budget.memory_mb is None:
-        return []
+        return
     from src.sweep.budget import estimated, training_sequence
     from src.sweep.configs import trial_config
 
-    warnings = []
     for choice in choices:
         if choice.cfg is None:
             continue
@@ -39,12 +41,13 @@ def budget_warnings(spec, choices: list[Choice], budget: Budget) -> list[str]:
             if smallest <= budget.memory_mb:
                 break
         if smallest is not None and smallest > budget.memory_mb:
-            warnings.append(
+            yield (
                 f"{choice.label}: estimated peak {smallest:,.0f} MB at the smallest settings tried "
                 f"exceeds the memory budget {budget.memory_mb:,.0f} MB ({budget.source}); every "
                 "trial of it will be pruned over_budget"
             )
-    return warnings
+        else:
+            yield None
 
 
 def _enqueued_settings(spec, choice: Choice) -> list[list[str]]:

@@ -46,11 +46,12 @@ def start_fork_server() -> None:
 
 
 def run_trial(
-    job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s: float = 10.0
+    job: TrialJob, heartbeat=None, on_run=None, on_start=None, every_s: float = 10.0, idle=None
 ) -> TrialOutcome:
     """Run one trial in its own process and map how it ended to an outcome; call heartbeat()
-    every few seconds while waiting (Optuna marks trials without heartbeats stale) and
-    on_run(run_id) as soon as the trial's MLflow run exists."""
+    every few seconds while waiting (Optuna marks trials without heartbeats stale),
+    on_run(run_id) as soon as the trial's MLflow run exists, and idle() whenever half a second
+    passed without a message (a unit of work of ~1 s at most: messages wait for it)."""
     ctx = trial_context()
     receiver, sender = ctx.Pipe(duplex=False)
     job.launched_at, job.driver_pid = time.time(), os.getpid()
@@ -71,6 +72,8 @@ def run_trial(
                 last_beat = time.time()
             try:
                 if not receiver.poll(0.5):
+                    if idle is not None:
+                        idle()
                     continue
                 kind, payload = receiver.recv()
             except (EOFError, OSError):
