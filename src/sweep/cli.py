@@ -260,7 +260,6 @@ def _checked(settings: dict, overrides: list[str]):
 def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[str]):
     from src.sweep import interrupts
     from src.sweep.driver import SweepAborted
-    from src.sweep.report import write_report
     from src.sweep.run import run_sweep
     from src.sweep.slurm import detached, resources_from
 
@@ -291,6 +290,8 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     if settings.get("report", True) and not detached(study):
+        from src.sweep.report import write_report  # scipy and pandas: not before trial #0
+
         write_report(study)
     return study
 
