@@ -88,28 +88,34 @@ def training_sequence(cfg) -> int | None:
     return _LONGEST_ROW[key]
 
 
-_ESTIMATES: dict[tuple[str, int | None], object] = {}
+_SIMULATED: dict[tuple[str, int | None], object] = {}  # key -> Simulated
+_TIMED: dict[tuple[str, int | None], object] = {}  # key -> Estimate with its step time
 
 
-def estimated(cfg, sequence: int | None):
-    """estimate(cfg) for this longest row, made once per configuration that differs in more than
-    its learning rate (TPE samples a new rate nearly every trial; the rate changes no tensor and
-    no step's work, and an estimate costs ~1 s of the trial's start). Shared by the preflight's
-    budget warnings and every trial's judgement."""
+def estimated(cfg, sequence: int | None, timed: bool = True):
+    """estimate(cfg) for this longest row, simulated once per configuration that differs in more
+    than its learning rate (TPE samples a new rate nearly every trial; the rate changes no tensor
+    and no step's work, and a simulation costs ~0.5 s of the trial's start) and timed on the
+    device once. Shared by the preflight's budget checks (timed=False: memory only, made while a
+    trial trains, when device timings would be slowed by it) and every trial's judgement."""
     import json
 
     from omegaconf import OmegaConf
 
-    from src.train.estimate import estimate
+    from src.train.estimate import simulate, with_step_time
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_name", None)
     plain["optim"].pop("lr", None)
     plain["optim"].get("optimizer", {}).pop("lr", None)
     key = (json.dumps(plain, sort_keys=True, default=str), sequence)
-    if key not in _ESTIMATES:
-        _ESTIMATES[key] = estimate(cfg, sequence=sequence)
-    return _ESTIMATES[key]
+    if key not in _SIMULATED:
+        _SIMULATED[key] = simulate(cfg, sequence=sequence)
+    if not timed:
+        return _TIMED.get(key) or _SIMULATED[key].estimate
+    if key not in _TIMED:
+        _TIMED[key] = with_step_time(_SIMULATED[key], cfg)
+    return _TIMED[key]
 
 
 def judge(overrides: list[str], budget: Budget) -> Verdict:

@@ -256,29 +256,3 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
     assert longest_batch_row(cfg, inputs) == max(lengths) < 512
     padded = make_cfg("data.max_length=512", "data.pad_to_max_length=true")
     assert longest_batch_row(padded, inputs) == 512
-
-
-def test_device_timings_taken_on_a_busy_machine_are_reused_here_and_not_saved(tmp_path):
-    """A sweep's driver estimates while its fork server imports and while trials train: timings
-    taken then are not saved for later processes, and not taken again by this process either
-    (every estimate re-timed every shape before: 2-3 s each)."""
-    from src.train.estimate import device
-
-    def taken():  # (timings this process holds for tmp_path's cache file, the busy-taken keys)
-        return next((v for p, v in device._TAKEN.items() if p.is_relative_to(tmp_path)), ({}, {}))
-
-    cfg = compose_config(["model=tiny_bert", "adapter=lora", f"paths.cache_dir={tmp_path}"])
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # another process's core
-    try:
-        estimate(cfg, sequence=SEQ)
-        first = dict(taken()[0])
-        estimate(cfg, sequence=SEQ)  # the same shapes
-    finally:
-        busy.kill()
-        busy.wait()
-    timings, noisy = taken()
-    assert first and timings == first  # nothing timed twice
-    assert noisy  # the busy loop was seen
-    (path,) = {p for p in device._TAKEN if p.is_relative_to(tmp_path)}
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    assert saved.keys() == timings.keys() - noisy

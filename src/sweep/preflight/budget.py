@@ -3,7 +3,8 @@
 categorical string tried), a warning where none of them fits, since then every trial of that
 method will be pruned over_budget. A method is estimated until one of its combinations fits
 (then it can run: no warning), through the trials' estimate cache: trying the enqueued starts
-first makes their own budget checks cache hits (each estimate costs ~0.5-1 s of a trial's start).
+first makes their own budget checks cache hits (a simulation costs ~0.5-1 s of a trial's start;
+the trial adds the step time, timed then: these checks run while trial #0 trains).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def method_budget_checks(spec, choices: list[Choice], budget: Budget) -> Iterato
         for extra in tries:
             try:
                 cfg = trial_config([*choice.overrides, *extra])
-                peak = estimated(cfg, training_sequence(cfg)).needed_mb
+                peak = estimated(cfg, training_sequence(cfg), timed=False).needed_mb
             except Exception:  # noqa: BLE001 - the trial's own estimate will say more
                 continue
             smallest = peak if smallest is None else min(smallest, peak)

@@ -17,6 +17,8 @@ import importlib
 _PUBLIC = {
     "Estimate": "src.train.estimate.estimator",
     "estimate": "src.train.estimate.estimator",
+    "simulate": "src.train.estimate.estimator",
+    "with_step_time": "src.train.estimate.estimator",
     "format_estimate": "src.train.estimate.text",
     "available_memory_mb": "src.train.estimate.device",
 }

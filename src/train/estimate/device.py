@@ -1,9 +1,8 @@
 """Measured device throughput for the time model: each distinct matmul shape of a step timed
 once on this device (large ones scaled down to a few hundred MFLOP: throughput has saturated by
 then), the bytes per second of the usual non-matmul ops and of dropout's random draws, and the
-eager cost per op (dispatch + autograd bookkeeping) from a chain of tiny layers. Each is taken
-once per process; it is saved per device in the cache folder for later processes unless other
-processes were busy while it was taken."""
+eager cost per op (dispatch + autograd bookkeeping) from a chain of tiny layers. Results are
+cached per device in the cache folder, unless other processes were busy while they were taken."""
 
 from __future__ import annotations
 
@@ -43,17 +42,6 @@ def device_label(device: str) -> str:
     return f"{model} x{torch.get_num_threads()} threads"
 
 
-# Per cache file: (every timing this process has, the keys of those taken while others were busy)
-_TAKEN: dict[Path, tuple[dict[str, float], set[str]]] = {}
-
-
-def _read(path: Path) -> dict[str, float]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # none yet, or cut short by a crash: time again
-        return {}
-
-
 class DeviceSpeed:
     """Timings on one device, cached in cache_dir/estimate/<device>.json."""
 
@@ -62,32 +50,23 @@ class DeviceSpeed:
         self.label = device_label(device)
         key = hashlib.sha256(f"{self.label} torch {torch.__version__}".encode()).hexdigest()[:12]
         self.path = Path(cache_dir) / "estimate" / f"{device}-{key}.json"
-        # Shared by every DeviceSpeed of this process for this file: a timing taken while the
-        # machine was busy is not saved, but it is not taken again either (a sweep's driver makes
-        # its estimates while the fork server imports and while trials train: re-timing every
-        # shape cost each estimate 2-3 s there).
-        if self.path not in _TAKEN:
-            _TAKEN[self.path] = _read(self.path), set()
-        self.cache, self.noisy_keys = _TAKEN[self.path]
+        self.cache = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.noisy = False
 
     def save(self) -> None:
-        """Keep what was measured on a quiet machine for later processes (merged with what
-        others saved meanwhile); timings taken while other processes were busy stay here."""
-        quiet = {k: v for k, v in self.cache.items() if k not in self.noisy_keys}
-        saved = _read(self.path)
-        if quiet.keys() <= saved.keys():
+        """Keep what was measured for later processes, unless the machine was busy meanwhile."""
+        if self.noisy:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**saved, **quiet}, indent=0, sort_keys=True))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.cache, indent=0, sort_keys=True))
         tmp.replace(self.path)
 
     def _cached(self, key: str, measure) -> float:
         if key not in self.cache:
             before = _cpu_jiffies()
             self.cache[key] = measure()
-            if _others_busy_cores(before, _cpu_jiffies()) > NOISY_CORES:
-                self.noisy_keys.add(key)
+            self.noisy |= _others_busy_cores(before, _cpu_jiffies()) > NOISY_CORES
         return self.cache[key]
 
     def matmul_s(self, flops: int, rows: int, cols: int, dtype: str) -> float:

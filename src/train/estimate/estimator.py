@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from src.train.estimate.calibration import OVERHEAD
 from src.train.estimate.device import DeviceSpeed
 from src.train.estimate.micro_batch import auto_batch
 from src.train.estimate.quantized import SimQuantLinear
-from src.train.estimate.step import StepProfile, eight_bit_state_bytes, profile_step
+from src.train.estimate.step import OpRecord, eight_bit_state_bytes, profile_step
 
 MB = 2**20
 
@@ -77,6 +78,16 @@ class Estimate:
         }
 
 
+@dataclass
+class Simulated:
+    """A configuration's simulated step: its estimate without the step time, and the step's ops,
+    from which with_step_time() adds it (a sweep's driver checks memory while a trial trains, and
+    times the device only when it judges a trial, with no trial running)."""
+
+    estimate: Estimate
+    cost: OpRecord
+
+
 def estimate(
     cfg: DictConfig,
     sequence: int | None = None,
@@ -89,10 +100,21 @@ def estimate(
     batch_size: the micro-batch (default data.batch_size; `auto` picks the largest that fits
     the memory budget, see micro_batch.py); timed=False skips the step time (and the device
     timings it needs) where only memory matters."""
+    simulated = simulate(cfg, sequence, model_path, batch_size)
+    return with_step_time(simulated, cfg) if timed else simulated.estimate
+
+
+def simulate(
+    cfg: DictConfig,
+    sequence: int | None = None,
+    model_path: str | None = None,
+    batch_size: int | None = None,
+) -> Simulated:
+    """estimate() up to the step time: one training step on fake tensors."""
     device = models.device_of(cfg)
     if batch_size is None and cfg.data.batch_size == "auto":
         pick = auto_batch(cfg, lambda b: estimate(cfg, sequence, model_path, b, False), device)
-        return estimate(cfg, sequence, model_path, pick[0], timed)
+        return simulate(cfg, sequence, model_path, pick[0])
     batch, seq = int(batch_size or cfg.data.batch_size), int(sequence or cfg.data.max_length)
     num_labels = len(OmegaConf.select(cfg, "data.labels") or [0, 1])
     source, kwargs = (model_path, {}) if model_path else models.config_source(cfg.model)
@@ -110,11 +132,9 @@ def estimate(
         tensor_peak -= profile.optimizer_bytes - optimizer
         eval_peak -= profile.optimizer_bytes - optimizer
     calib = OVERHEAD[device]
-    present = timed and (device == "cpu" or torch.cuda.is_available())
-    speed = DeviceSpeed(device, cfg.paths.cache_dir) if present else None
-    return Estimate(
+    est = Estimate(
         device=device,
-        device_label=speed.label if speed else None,
+        device_label=None,
         batch_size=batch,
         eval_batch_size=eval_batch,
         sequence=seq,
@@ -131,8 +151,20 @@ def estimate(
         heap_mb=profile.heap_bytes / MB,
         overhead_mb=calib["fixed_mb"] + calib["heap_ratio"] * profile.heap_bytes / MB,
         gflops=profile.cost.flops / 1e9,
-        time_parts_ms=_time_parts(profile, speed, calib) if speed else None,
+        time_parts_ms=None,
     )
+    return Simulated(est, profile.cost)
+
+
+def with_step_time(simulated: Simulated, cfg: DictConfig) -> Estimate:
+    """The simulated estimate with its step time on its device, timed here (each shape once per
+    device, cached); unchanged where that device is not on this machine."""
+    est = simulated.estimate
+    if not (est.device == "cpu" or torch.cuda.is_available()):
+        return est
+    speed = DeviceSpeed(est.device, cfg.paths.cache_dir)
+    parts = _time_parts(simulated.cost, speed, OVERHEAD[est.device])
+    return dataclasses.replace(est, device_label=speed.label, time_parts_ms=parts)
 
 
 def _logical_params(model: torch.nn.Module) -> int:
@@ -150,12 +182,11 @@ def _batch(cfg: DictConfig, batch: int, seq: int, fake_mode) -> dict:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
-def _time_parts(profile: StepProfile, speed: DeviceSpeed, calib: dict) -> dict[str, float]:
+def _time_parts(cost: OpRecord, speed: DeviceSpeed, calib: dict) -> dict[str, float]:
     """Milliseconds per step: matmul-like ops at their measured speed; the other ops from their
     bytes at the measured bytes/s of typical elementwise ops (random draws and blocks too big
     for the heap at their own rates) and the eager cost per op, scaled by what calibration
     found these small benchmarks miss; plus the framework's own work per step."""
-    cost = profile.cost
     scale = calib.get("other_scale", 1.0)
     parts = {
         "matmuls": 1000 * sum(speed.matmul_s(*shape) for shape in cost.matmul_shapes),
