@@ -30,6 +30,11 @@ class Budget:
         return ", ".join(parts) or "none"
 
 
+def budget_settings(settings: dict) -> dict:
+    """The sweep command's budget.* settings, without the prefix (what resolve_budget takes)."""
+    return {k.removeprefix("budget."): v for k, v in settings.items() if k.startswith("budget.")}
+
+
 def resolve_budget(settings: dict, overrides: list[str], workers: int) -> Budget:
     """The sweep's budget: budget.memory_mb / budget.step_ms as given (file or command line), the
     memory defaulting to the device's: the GPU's memory, or on CPU the RAM available now shared

@@ -259,6 +259,7 @@ def _checked(settings: dict, overrides: list[str]):
 
 def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[str]):
     from src.sweep import interrupts
+    from src.sweep.budget import budget_settings
     from src.sweep.driver import SweepAborted
     from src.sweep.run import run_sweep
     from src.sweep.slurm import detached, resources_from
@@ -276,11 +277,7 @@ def _run(spec, study_name: str, storage: str, settings: dict, overrides: list[st
                 workers=settings.get("workers", 1),
                 heartbeat_s=settings.get("heartbeat_s"),
                 confirm=(settings.get("confirm.top", 0), settings.get("confirm.seeds", 2)),
-                budget={
-                    key.removeprefix("budget."): value
-                    for key, value in settings.items()
-                    if key.startswith("budget.")
-                },
+                budget=budget_settings(settings),
                 slurm=resources_from(settings),
                 follow=settings.get("follow", True),
             )
