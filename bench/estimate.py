@@ -12,7 +12,8 @@ sequence); the run logs its own estimate next to what it measured:
 --calibrate fits what tensors cannot show (src/train/estimate/calibration.py: resident memory
 beyond the tensor peak as fixed + ratio x heap-served bytes; Lightning's fixed work per step) on
 the tiny-model rows only, rewrites that file, and reports every row with the new numbers, so the
-shipped experiments' rows are out of sample. Results: bench/results/estimate.json.
+shipped experiments' rows are out of sample; it first drops the cached device timings, so every
+one is taken again in this run. Results: bench/results/estimate.json.
 
     .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING] [--steps 8]
 
@@ -360,6 +361,17 @@ def measure(only: str, steps: int, device: str, large: str | None) -> list[dict]
     return measured
 
 
+def forget_device_timings(device: str) -> None:
+    """A calibration takes every device timing again in its own quiet run: the cache keeps each
+    shape's first timing for good, and on 2026-12-05 stale ones (cause unknown: a busy moment its
+    noise check missed, or a slower day) made the tiny causal LM's matmuls and large blocks
+    1.7-2x slower than a fresh timing, which the fit then absorbed into the wrong constants."""
+    from src.train import compose_config
+    from src.train.estimate.device import DeviceSpeed
+
+    DeviceSpeed(device, compose_config([]).paths.cache_dir).path.unlink(missing_ok=True)
+
+
 def machine(device: str) -> dict:
     info = {"cpu": platform.processor() or platform.machine()}
     if device == "cuda":
@@ -389,6 +401,8 @@ def main() -> None:
             timed = args.device == "cpu"
             row.update(raw_time_parts(row, args.device) if timed else memory_parts(row))
     else:
+        if args.calibrate:
+            forget_device_timings(args.device)
         if args.large:
             prepare_large(args.large)
         measured = measure(args.only, args.steps, args.device, args.large)

@@ -181,26 +181,28 @@ class LiveTensorBytes(TorchDispatchMode):
         self.live = self.peak = self.small = self.small_at_peak = 0
         self._tracked: dict[int, object] = {}
 
-    def track(self, tensor: torch.Tensor) -> None:
+    def track(self, tensor: torch.Tensor, heap: bool = True) -> None:
+        """heap=False: memory no allocator serves (a view of a memory-mapped file)."""
         storage = tensor.untyped_storage()
         key = storage._cdata  # the C++ storage: views and aliases share it
         if key in self._tracked:
             return
         size = storage.nbytes()
+        small = size if heap and size < HEAP_BLOCK_MAX else 0
         self.live += size
-        self.small += size if size < HEAP_BLOCK_MAX else 0
+        self.small += small
         if self.live > self.peak:
             self.peak, self.small_at_peak = self.live, self.small
-        self._tracked[key] = weakref.finalize(storage, self._release, key, size)
+        self._tracked[key] = weakref.finalize(storage, self._release, key, size, small)
 
-    def track_all(self, tensors) -> None:
+    def track_all(self, tensors, heap: bool = True) -> None:
         for tensor in tensors:
             if isinstance(tensor, torch.Tensor):
-                self.track(tensor)
+                self.track(tensor, heap)
 
-    def _release(self, key: int, size: int) -> None:
+    def _release(self, key: int, size: int, small: int) -> None:
         self.live -= size
-        self.small -= size if size < HEAP_BLOCK_MAX else 0
+        self.small -= small
         self._tracked.pop(key, None)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):

@@ -7,16 +7,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from src.errors import ConfigError
 from src.train import compose_config, models, train
 from src.train.adapters import apply_adapter
 from src.train.estimate import estimate
-from src.train.estimate.build import precision_plugin
+from src.train.estimate.build import (
+    is_checkpoint_view,
+    model_config,
+    precision_plugin,
+    simulated_model,
+)
 from src.train.measure import LiveTensorBytes
 from src.train.module import build_optimizer
 from src.train.validate import config_problems
@@ -256,3 +263,49 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
     assert longest_batch_row(cfg, inputs) == max(lengths) < 512
     padded = make_cfg("data.max_length=512", "data.pad_to_max_length=true")
     assert longest_batch_row(padded, inputs) == 512
+
+
+def _bytes_in_file(tensors, checkpoint) -> int:
+    """Bytes of the tensors whose storage lies in this process's mapping of the checkpoint."""
+    ranges = [
+        [int(end, 16) for end in line.split()[0].split("-")]
+        for line in Path("/proc/self/maps").read_text().splitlines()
+        if line.split()[-1] == str(checkpoint)
+    ]
+    return sum(
+        t.untyped_storage().nbytes()
+        for t in {t.untyped_storage().data_ptr(): t for t in tensors}.values()
+        if any(lo <= t.untyped_storage().data_ptr() < hi for lo, hi in ranges)
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    "task,quant,precision",
+    [
+        ("classification", "none", "32-true"),  # the new classifier head is not in the file
+        ("generation", "none", "bf16-mixed"),
+        ("generation", "none", "bf16-true"),  # converted: copies
+        ("classification", "nf4", "32-true"),  # copied out of the mapping on CPU
+    ],
+)
+def test_the_estimate_knows_which_weights_stay_views_of_the_checkpoint(task, quant, precision):
+    # On CPU such weights are the file's pages, not the heap's: the resident estimate counts
+    # glibc's heap retention on heap-served bytes only (calibration.py).
+    cfg = compose_config(
+        [
+            f"model={'tiny_bert' if task == 'classification' else 'tiny_llama'}",
+            f"task={task}",
+            f"quant={quant}",
+            f"precision={precision}",
+        ]
+    )
+    source = models.resolve_source(cfg.model)
+    model = apply_adapter(models.load_model(cfg, source, 2, 0), cfg)
+    model = precision_plugin(cfg.precision.name).convert_module(model)
+    measured = _bytes_in_file(model.parameters(), Path(source).resolve() / "model.safetensors")
+
+    simulated = simulated_model(cfg, model_config(cfg, source, 2), FakeTensorMode())
+    views = [p for p in simulated.parameters() if is_checkpoint_view(p)]
+    assert sum(p.untyped_storage().nbytes() for p in views) == measured
+    assert (measured > 0) == (quant == "none" and precision != "bf16-true")

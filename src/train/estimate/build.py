@@ -15,6 +15,8 @@ from src.train import models
 from src.train.adapters import apply_adapter
 from src.train.estimate.quantized import compute_dtype, quant_kind, quantize_like_transformers
 
+CHECKPOINT_VIEW = "_ftsweep_checkpoint_view"  # marks a simulated weight that a run memory-maps
+
 
 def model_config(cfg: DictConfig, source: str, num_labels: int, **kwargs):
     """The Hugging Face config of the model, from its folder, hub cache or GGUF header (no
@@ -39,9 +41,12 @@ def model_config(cfg: DictConfig, source: str, num_labels: int, **kwargs):
 
 def simulated_model(cfg: DictConfig, hf_config, fake_mode: FakeTensorMode) -> torch.nn.Module:
     """The adapted model as cfg would train it, holding fake tensors."""
+    kind = quant_kind(cfg.quant)
+    mapped = kind is None and models.device_of(cfg) == "cpu" and _stored_fp32(hf_config)
     with torch.device("meta"):
         model = get_class(cfg.task.auto_class).from_config(hf_config, dtype=torch.float32)
-        kind = quant_kind(cfg.quant)
+        if mapped:
+            _mark_checkpoint_views(model)
         if kind is not None:
             heads = cfg.model.head_modules if cfg.task.peft_task_type == "SEQ_CLS" else []
             skip = models.head_skip_patterns(heads)
@@ -54,6 +59,29 @@ def simulated_model(cfg: DictConfig, hf_config, fake_mode: FakeTensorMode) -> to
     model.train()
     _materialize(model, fake_mode)
     return model
+
+
+def _stored_fp32(hf_config) -> bool:
+    """Whether the checkpoint stores float32, the dtype a run loads (config.json's dtype; a
+    config without one is taken as float32, transformers' own default)."""
+    return getattr(hf_config, "dtype", None) in (None, torch.float32, "float32")
+
+
+def _mark_checkpoint_views(model: torch.nn.Module) -> None:
+    """On CPU transformers memory-maps the checkpoint, and weights loaded in their stored dtype
+    stay views of that file: their memory is the file's pages, not the allocator's heap (which
+    keeps and fragments what it frees: calibration.py). Marked: the base model's weights. A task
+    head outside it (a classifier, an untied LM head) is counted heap-served: a base model's
+    checkpoint lacks it and the run initialises it, as it does the adapters (a causal LM's own
+    checkpoint has an untied head, which the config cannot tell; a tied one is the embedding).
+    A quantized base on CPU copies its weights out of the mapping: not marked."""
+    for param in getattr(model, model.base_model_prefix, model).parameters():
+        setattr(param, CHECKPOINT_VIEW, True)
+
+
+def is_checkpoint_view(param: torch.Tensor) -> bool:
+    """A weight a run reads from the memory-mapped checkpoint, still in the stored dtype."""
+    return getattr(param, CHECKPOINT_VIEW, False) and param.dtype == torch.float32
 
 
 def precision_plugin(name: str):
@@ -83,6 +111,8 @@ def _materialize(model: torch.nn.Module, fake_mode: FakeTensorMode) -> None:
             if param is not None and param.device.type == "meta":
                 if id(param) not in made:
                     made[id(param)] = torch.nn.Parameter(fake(param), param.requires_grad)
+                    if is_checkpoint_view(param):  # a bf16-true run converted it: a copy
+                        setattr(made[id(param)], CHECKPOINT_VIEW, True)
                 module._parameters[name] = made[id(param)]
         for name, buffer in module._buffers.items():
             if buffer is not None and buffer.device.type == "meta":

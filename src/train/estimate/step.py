@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from src.train.estimate.build import precision_plugin
+from src.train.estimate.build import is_checkpoint_view, precision_plugin
 from src.train.measure import HEAP_BLOCK_MAX, LiveTensorBytes
 from src.train.module import build_optimizer
 
@@ -145,6 +145,7 @@ def profile_step(
     cost = OpCost()
     attention = fused_attention_dropout() if device == "cuda" else contextlib.nullcontext()
     with fake_mode, counter, attention:
+        counter.track_all([p for p in model.parameters() if is_checkpoint_view(p)], heap=False)
         counter.track_all(list(model.parameters()) + list(model.buffers()))
         counter.track_all(batch.values())
         weights = counter.live - sum(v.numel() * v.element_size() for v in batch.values())
