@@ -191,10 +191,16 @@ def _time_parts(cost: OpRecord, speed: DeviceSpeed, calib: dict) -> dict[str, fl
     parts = {
         "matmuls": 1000 * sum(speed.matmul_s(*shape) for shape in cost.matmul_shapes),
         "memory-bound ops": 1000 * scale * cost.bytes / speed.bytes_per_s(),
-        "random draws": 1000 * scale * cost.random_bytes / speed.random_bytes_per_s(),
-        "large blocks": 1000 * scale * cost.large_bytes / speed.large_bytes_per_s(),
+        "random draws": _ms(scale, cost.random_bytes, speed.random_bytes_per_s),
+        "large blocks": _ms(scale, cost.large_bytes, speed.large_bytes_per_s),
         "per-op overhead": 1000 * scale * cost.ops * speed.op_overhead_s(),
         "framework": calib["step_fixed_ms"],
     }
     speed.save()
     return parts
+
+
+def _ms(scale: float, moved: int, bytes_per_s) -> float:
+    """Milliseconds to move these bytes; the rate is timed (once per machine, seconds for
+    large blocks) only where a step moves any."""
+    return 1000 * scale * moved / bytes_per_s() if moved else 0.0
