@@ -111,7 +111,7 @@ def _materialize(model: torch.nn.Module, fake_mode: FakeTensorMode) -> None:
             if param is not None and param.device.type == "meta":
                 if id(param) not in made:
                     made[id(param)] = torch.nn.Parameter(fake(param), param.requires_grad)
-                    if is_checkpoint_view(param):  # a bf16-true run converted it: a copy
+                    if is_checkpoint_view(param):  # bf16-true converted ones are copies
                         setattr(made[id(param)], CHECKPOINT_VIEW, True)
                 module._parameters[name] = made[id(param)]
         for name, buffer in module._buffers.items():
