@@ -309,3 +309,20 @@ def test_the_estimate_knows_which_weights_stay_views_of_the_checkpoint(task, qua
     views = [p for p in simulated.parameters() if is_checkpoint_view(p)]
     assert sum(p.untyped_storage().nbytes() for p in views) == measured
     assert (measured > 0) == (quant == "none" and precision != "bf16-true")
+
+
+def test_the_heap_term_leaves_out_the_optimizer_state():
+    # AdamW's moments are allocated once, by the first step, into the room its freed activations
+    # left: the resident estimate's heap term (glibc's retention) does not grow with them.
+    def full_fine_tuning(*overrides):
+        return estimate(
+            compose_config(["model=tiny_bert", "adapter=full", *overrides]), timed=False
+        )
+
+    adamw, stateless = (
+        full_fine_tuning(),
+        full_fine_tuning("optim.optimizer._target_=torch.optim.SGD"),
+    )
+    assert stateless.optimizer_mb == 0 and adamw.optimizer_mb > 0
+    assert adamw.tensor_peak_mb == pytest.approx(stateless.tensor_peak_mb + adamw.optimizer_mb)
+    assert adamw.heap_mb == pytest.approx(stateless.heap_mb)

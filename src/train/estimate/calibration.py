@@ -6,8 +6,8 @@ cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves b
      tensors by a share of the heap-served bytes: fixed_mb + heap_ratio x (MB of the tensor
      peak in blocks under 32 MB). Big blocks (a causal LM's logits) are mapped and returned at
      once, and weights still viewing the memory-mapped checkpoint are the file's pages: neither
-     counts as heap-served. A rule of thumb fitted on the tiny-model rows: see BENCHMARKS.md
-     for where it misses.
+     counts as heap-served; nor does the optimizer state, allocated once (step.py). A rule of
+     thumb fitted on the tiny-model rows: see BENCHMARKS.md for where it misses.
      Step time: other_scale multiplies the non-matmul parts (their small benchmarks miss some
      of what a real step's elementwise ops cost), step_fixed_ms is Lightning's own work per step
      (hooks, logging, the scheduler); both fitted to measured step times.

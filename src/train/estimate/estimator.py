@@ -37,7 +37,8 @@ class Estimate:
     logits_mb: float
     tensor_peak_mb: float
     eval_tensor_peak_mb: float  # an evaluation forward at eval_batch_size, between steps
-    heap_mb: float  # of the tensor peak, MB in blocks under 32 MB (heap-served on CPU)
+    heap_mb: float  # of the tensor peak, MB in blocks under 32 MB (heap-served on CPU) but the
+    # optimizer state's: what the CPU heap retains a share of
     overhead_mb: float
     gflops: float
     time_parts_ms: dict[str, float] | None
