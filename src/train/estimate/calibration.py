@@ -6,8 +6,11 @@ cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves b
      tensors by a share of the heap-served bytes: fixed_mb + heap_ratio x (MB of the tensor
      peak in blocks under 32 MB). Big blocks (a causal LM's logits) are mapped and returned at
      once, and weights still viewing the memory-mapped checkpoint are the file's pages: neither
-     counts as heap-served; nor does the optimizer state, allocated once (step.py). A rule of
-     thumb fitted on the tiny-model rows: see BENCHMARKS.md for where it misses.
+     counts as heap-served; nor does the optimizer state, allocated once (step.py). Under
+     activation checkpointing the heap keeps several times the heap-served bytes at the peak
+     (checkpointing_heap_ratio): each layer's activations pass through it twice a step (the
+     no-grad forward, the recomputation in backward) while far fewer are alive at once. Rules
+     of thumb fitted on the tiny-model rows: see BENCHMARKS.md for where they miss.
      Step time: other_scale multiplies the non-matmul parts (their small benchmarks miss some
      of what a real step's elementwise ops cost), step_fixed_ms is Lightning's own work per step
      (hooks, logging, the scheduler); both fitted to measured step times.
@@ -17,7 +20,27 @@ cuda: the measured peak is torch.cuda.max_memory_allocated: the tensors plus fix
      fit_time says why not other_scale).
 """
 
+
+def overhead_mb(calib: dict, heap_mb: float, checkpointing: bool) -> float:
+    """What the measured peak holds beyond the tensors, from the heap-served MB at the peak."""
+    ratio = calib["checkpointing_heap_ratio" if checkpointing else "heap_ratio"]
+    return calib["fixed_mb"] + ratio * heap_mb
+
+
+# bench/estimate.py --calibrate rewrites from here to the end.
 OVERHEAD = {
-    "cpu": {"fixed_mb": 5.5, "heap_ratio": 0.629, "other_scale": 1.95, "step_fixed_ms": 0.0},
-    "cuda": {"fixed_mb": 62.5, "heap_ratio": 0.0, "other_scale": 1.0, "step_fixed_ms": 5.5},
+    "cpu": {
+        "fixed_mb": 12.0,
+        "heap_ratio": 0.569,
+        "checkpointing_heap_ratio": 2.528,
+        "other_scale": 1.9,
+        "step_fixed_ms": 0.0,
+    },
+    "cuda": {
+        "fixed_mb": 62.5,
+        "heap_ratio": 0.0,
+        "checkpointing_heap_ratio": 0.0,
+        "other_scale": 1.0,
+        "step_fixed_ms": 5.5,
+    },
 }

@@ -11,7 +11,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from src.train import models
 from src.train.estimate.build import model_config, simulated_model
-from src.train.estimate.calibration import OVERHEAD
+from src.train.estimate.calibration import OVERHEAD, overhead_mb
 from src.train.estimate.device import DeviceSpeed
 from src.train.estimate.micro_batch import auto_batch
 from src.train.estimate.quantized import SimQuantLinear
@@ -150,7 +150,9 @@ def simulate(
         tensor_peak_mb=tensor_peak / MB,
         eval_tensor_peak_mb=eval_peak / MB,
         heap_mb=profile.heap_bytes / MB,
-        overhead_mb=calib["fixed_mb"] + calib["heap_ratio"] * profile.heap_bytes / MB,
+        overhead_mb=overhead_mb(
+            calib, profile.heap_bytes / MB, bool(cfg.get("activation_checkpointing", False))
+        ),
         gflops=profile.cost.flops / 1e9,
         time_parts_ms=None,
     )
