@@ -10,11 +10,11 @@ sequence); the run logs its own estimate next to what it measured:
   time/step_ms        median wall time between optimizer steps after 2 warm-up steps
 
 --calibrate fits what tensors cannot show (src/train/estimate/calibration.py: resident memory
-beyond the tensor peak as fixed + ratio x heap-served bytes, with its own ratio under activation
-checkpointing; Lightning's fixed work per step) on
-the tiny-model rows only, rewrites that file, and reports every row with the new numbers, so the
-shipped experiments' rows are out of sample; it first drops the cached device timings, so every
-one is taken again in this run. Results: bench/results/estimate.json.
+beyond the tensor peak as fixed + ratio x heap-served bytes, another ratio under activation
+checkpointing; Lightning's fixed work per step) on the tiny-model rows only, rewrites that file,
+and reports every row with the new numbers, so the shipped experiments' rows are out of sample;
+it first drops the cached device timings, so every one is taken again in this run. Results:
+bench/results/estimate.json.
 
     .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING] [--steps 8]
 

@@ -1,6 +1,7 @@
 """Pre-flight estimates: the simulated training step against the same step measured with the
 exact tensor counter, for every adapter x quantization x precision x task; a config-only
-estimate of a large architecture; data.batch_size=auto; the estimate logged by every run."""
+estimate of a large architecture; data.batch_size=auto; the estimate logged by every run; what
+the CPU resident estimate counts as heap (checkpoint views, optimizer state, checkpointing)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from src.train.estimate.build import (
     precision_plugin,
     simulated_model,
 )
+from src.train.estimate.calibration import OVERHEAD
 from src.train.measure import LiveTensorBytes
 from src.train.module import build_optimizer
 from src.train.validate import config_problems
@@ -326,3 +328,17 @@ def test_the_heap_term_leaves_out_the_optimizer_state():
     assert stateless.optimizer_mb == 0 and adamw.optimizer_mb > 0
     assert adamw.tensor_peak_mb == pytest.approx(stateless.tensor_peak_mb + adamw.optimizer_mb)
     assert adamw.heap_mb == pytest.approx(stateless.heap_mb)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_the_cpu_overhead_takes_the_heap_ratio_of_the_run_kind(checkpointing):
+    # Recomputation passes every layer's activations through the heap twice a step, so glibc
+    # keeps a larger share of the heap-served bytes at the peak (calibration.py).
+    cfg = compose_config(
+        ["model=tiny_bert", f"activation_checkpointing={str(checkpointing).lower()}"]
+    )
+    est = estimate(cfg, timed=False)
+    calib = OVERHEAD["cpu"]
+    ratio = calib["checkpointing_heap_ratio" if checkpointing else "heap_ratio"]
+    assert calib["checkpointing_heap_ratio"] > calib["heap_ratio"]
+    assert est.overhead_mb == pytest.approx(calib["fixed_mb"] + ratio * est.heap_mb)

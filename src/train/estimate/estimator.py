@@ -37,8 +37,9 @@ class Estimate:
     logits_mb: float
     tensor_peak_mb: float
     eval_tensor_peak_mb: float  # an evaluation forward at eval_batch_size, between steps
-    heap_mb: float  # of the tensor peak, MB in blocks under 32 MB (heap-served on CPU) but the
-    # optimizer state's: what the CPU heap retains a share of
+    # of the tensor peak, MB in heap-served blocks (under 32 MB on CPU) bar the optimizer state:
+    # what glibc's heap keeps a share of beyond the tensors (calibration.py)
+    heap_mb: float
     overhead_mb: float
     gflops: float
     time_parts_ms: dict[str, float] | None
