@@ -169,6 +169,11 @@ class StepTimer(pl.Callback):
 HEAP_BLOCK_MAX = 32 * 2**20
 
 
+def heap_served(nbytes: int) -> bool:
+    """Whether glibc serves a block of this size from its heaps (not mapped on its own)."""
+    return nbytes < HEAP_BLOCK_MAX
+
+
 class LiveTensorBytes(TorchDispatchMode):
     """Bytes of every tensor storage alive, counted when an op creates it and released when it is
     freed (storages keep their Python object alive as long as they live, so a weakref finalizer
@@ -188,7 +193,7 @@ class LiveTensorBytes(TorchDispatchMode):
         if key in self._tracked:
             return
         size = storage.nbytes()
-        small = size if heap and size < HEAP_BLOCK_MAX else 0
+        small = size if heap and heap_served(size) else 0
         self.live += size
         self.small += small
         if self.live > self.peak:

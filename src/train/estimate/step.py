@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from src.train.estimate.build import is_checkpoint_view, precision_plugin
-from src.train.measure import HEAP_BLOCK_MAX, LiveTensorBytes
+from src.train.measure import LiveTensorBytes, heap_served
 from src.train.module import build_optimizer
 
 # Ops that allocate or re-label memory without reading or writing it (not marked as views).
@@ -72,7 +72,7 @@ class OpCost(TorchDispatchMode):
             moved = sum(t.numel() * t.element_size() for t in tensors)
             if packet.__name__ in RANDOM_OPS:
                 self.record.random_bytes += moved
-            elif any(t.untyped_storage().nbytes() >= HEAP_BLOCK_MAX for t in _tensors(out)):
+            elif any(not heap_served(t.untyped_storage().nbytes()) for t in _tensors(out)):
                 self.record.large_bytes += moved  # e.g. a causal LM's logits and their grads
             else:
                 self.record.bytes += moved
@@ -151,7 +151,11 @@ def profile_step(
         weights = counter.live - sum(v.numel() * v.element_size() for v in batch.values())
         optimizer = _optimizer(cfg, model, device, plugin)
         _as_after_first_step(optimizer, trainable)
-        state_heap = _heap_served(_state_tensors(optimizer))
+        # The heap term of the resident estimate leaves out the optimizer state: allocated once,
+        # by the first step, into the room that step's freed activations left, it adds no
+        # retention of its own (counting it put MiniLM and SmolLM2 full fine-tuning at +13% and
+        # +25% resident; without it +9%, +13% against the same measurements, BENCHMARKS.md).
+        state_heap = _heap_bytes(_state_tensors(optimizer))
         before = counter.live
         with cost, plugin.forward_context():
             out = model(**batch)
@@ -233,14 +237,10 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(v.numel() * v.element_size() for v in _state_tensors(optimizer))
 
 
-def _heap_served(tensors: list[torch.Tensor]) -> int:
-    """Bytes of these tensors in blocks a CPU allocator serves from its heaps. The heap term of
-    the resident estimate leaves out the optimizer state: allocated once, by the first step,
-    into the room that step's freed activations left, it adds no retention of its own (counting
-    it put MiniLM and SmolLM2 full fine-tuning at +13% and +25% resident; without it +9%, +13%
-    against the same measurements, BENCHMARKS.md)."""
+def _heap_bytes(tensors: list[torch.Tensor]) -> int:
+    """Bytes of these tensors in blocks a CPU allocator serves from its heaps."""
     sizes = (t.untyped_storage().nbytes() for t in tensors)
-    return sum(size for size in sizes if size < HEAP_BLOCK_MAX)
+    return sum(size for size in sizes if heap_served(size))
 
 
 def eight_bit_state_bytes(params: list, min_8bit_size: int = 4096, block: int = 256) -> int:
