@@ -18,6 +18,9 @@ bench/results/estimate.json.
 
     .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING] [--steps 8]
 
+Under a fixed glibc mmap threshold (`MALLOC_MMAP_THRESHOLD_=131072 .venv/bin/python
+bench/estimate.py --only ...`) the rows run with it and go to estimate_mmap<bytes>.json.
+
 On a GPU (`--device cuda`): the same rows with trainer=gpu plus rows at the precisions people use
 there, measured against torch.cuda.max_memory_allocated (results: estimate_cuda.json); with
 `--large CONFIG_DIR` also LoRA and QLoRA r16 of that architecture at batch 4 x 2048, with and
@@ -432,6 +435,14 @@ def main() -> None:
     from src.train.estimate.calibration import OVERHEAD
 
     results = RESULTS[args.device]
+    from src.train import allocator
+
+    if args.device == "cpu" and allocator.HEAP_BLOCK_MAX != allocator.DYNAMIC_MMAP_THRESHOLD_MAX:
+        # MALLOC_MMAP_THRESHOLD_ fixed (inherited by every row's run): a table of its own; the
+        # calibration is fitted under glibc's default only.
+        if args.calibrate or args.refit:
+            parser.error("--calibrate/--refit fit glibc's default: unset MALLOC_MMAP_THRESHOLD_")
+        results = results.with_name(f"estimate_mmap{allocator.HEAP_BLOCK_MAX}.json")
     where = machine(args.device) if not args.refit else None
     if args.refit:
         stored = json.loads(results.read_text())

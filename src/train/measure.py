@@ -15,7 +15,6 @@ workspace: what the estimator (src/train/estimate/) predicts before any overhead
 
 from __future__ import annotations
 
-import ctypes
 import os
 import statistics
 import time
@@ -26,6 +25,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from src.train.allocator import heap_served, trim_heap
 
 _STATUS = Path("/proc/self/status")
 
@@ -48,14 +49,6 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-def trim_heap() -> None:
-    """glibc's malloc_trim(0): return the heaps' free memory to the system (no-op elsewhere)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def peak_rss_mb() -> float:
@@ -163,23 +156,12 @@ class StepTimer(pl.Callback):
         return sum(self.tokens) / sum(self.intervals) if self.intervals else float("nan")
 
 
-# glibc malloc, which serves the CPU allocator, maps blocks of 32 MB and more on their own and
-# gives them back when freed; smaller blocks come from heaps that keep freed memory and fragment.
-# So a process's resident memory exceeds its live tensors by a share of the small-block bytes.
-HEAP_BLOCK_MAX = 32 * 2**20
-
-
-def heap_served(nbytes: int) -> bool:
-    """Whether glibc serves a block of this size from its heaps (not mapped on its own)."""
-    return nbytes < HEAP_BLOCK_MAX
-
-
 class LiveTensorBytes(TorchDispatchMode):
     """Bytes of every tensor storage alive, counted when an op creates it and released when it is
     freed (storages keep their Python object alive as long as they live, so a weakref finalizer
     fires exactly then). Works on real and on fake tensors, so the estimator and the measurement
     count the same way. Tensors that existed before entering are counted through track().
-    small_at_peak: of the peak, the bytes in blocks under HEAP_BLOCK_MAX (heap-served on CPU)."""
+    small_at_peak: of the peak, the bytes in heap-served blocks (allocator.heap_served)."""
 
     def __init__(self):
         super().__init__()

@@ -1,11 +1,13 @@
 """Pre-flight estimates: the simulated training step against the same step measured with the
 exact tensor counter, for every adapter x quantization x precision x task; a config-only
 estimate of a large architecture; data.batch_size=auto; the estimate logged by every run; what
-the CPU resident estimate counts as heap (checkpoint views, optimizer state, checkpointing)."""
+the CPU resident estimate counts as heap (checkpoint views, optimizer state, checkpointing,
+a fixed mmap threshold)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from src.errors import ConfigError
 from src.train import compose_config, models, train
 from src.train.adapters import apply_adapter
+from src.train.allocator import mmap_threshold
 from src.train.estimate import estimate
 from src.train.estimate.build import (
     is_checkpoint_view,
@@ -342,3 +345,52 @@ def test_the_cpu_overhead_takes_the_heap_ratio_of_the_run_kind(checkpointing):
     ratio = calib["checkpointing_heap_ratio" if checkpointing else "heap_ratio"]
     assert calib["checkpointing_heap_ratio"] > calib["heap_ratio"]
     assert est.overhead_mb == pytest.approx(calib["fixed_mb"] + ratio * est.heap_mb)
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, 32 * 2**20),  # glibc's dynamic threshold ends at its 32 MB ceiling
+        ({"MALLOC_MMAP_THRESHOLD_": "131072"}, 131072),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=0x10000"}, 65536),
+        ({"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}, 32 * 2**20),  # over glibc's maximum
+        ({"MALLOC_MMAP_THRESHOLD_": "lots"}, 32 * 2**20),
+    ],
+)
+def test_the_mmap_threshold_is_read_as_glibc_reads_it(environ, expected):
+    assert mmap_threshold(environ) == expected
+
+
+def test_under_a_fixed_mmap_threshold_the_resident_estimate_has_no_heap_term(tmp_path):
+    """With MALLOC_MMAP_THRESHOLD_ fixed glibc maps every block from it on and gives it back when
+    freed: a real run's resident peak is its tensors and a few MB, and so is its estimate (under
+    glibc's default the same run keeps ~100 MB more, BENCHMARKS.md)."""
+    overrides = [
+        "model=tiny_bert",
+        "data.batch_size=32",
+        "data.max_length=128",
+        "data.pad_to_max_length=true",
+        "data.max_train_samples=128",
+        "data.max_eval_samples=32",
+        "trainer.max_steps=4",
+        "trainer.max_epochs=-1",
+        "logger=none",
+        "summary=false",
+        "checkpoint.enabled=false",
+        f"paths.root={tmp_path}",
+    ]
+    code = (
+        "import json, sys; from src.train import compose_config, train;"
+        "print('METRICS ' + json.dumps(train(compose_config(sys.argv[1:]))))"
+    )
+    environ = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *overrides], env=environ, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("METRICS "))
+    metrics = json.loads(line.removeprefix("METRICS "))
+    assert metrics["estimate/heap_mb"] < 0.02 * metrics["estimate/tensor_peak_mb"]
+    assert metrics["estimate/peak_mb"] == pytest.approx(metrics["mem/peak_mb"], rel=0.1)
+    default = estimate(compose_config(overrides), timed=False)  # this process: glibc's default
+    assert default.heap_mb > 0.5 * default.tensor_peak_mb

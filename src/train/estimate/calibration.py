@@ -1,16 +1,17 @@
 """What tensors cannot show, measured by bench/estimate.py (`--calibrate` rewrites the numbers
 here from its tiny-model runs; BENCHMARKS.md has the table they come from).
 
-cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves blocks under
-     32 MB from heaps that keep freed memory and fragment, so resident memory exceeds the live
-     tensors by a share of the heap-served bytes: fixed_mb + heap_ratio x (MB of the tensor
-     peak in blocks under 32 MB). Big blocks (a causal LM's logits) are mapped and returned at
-     once, and weights still viewing the memory-mapped checkpoint are the file's pages: neither
-     counts as heap-served; nor does the optimizer state, allocated once (step.py). Under
-     activation checkpointing the heap keeps several times the heap-served bytes at the peak
-     (checkpointing_heap_ratio): each layer's activations pass through it twice a step (the
-     no-grad forward, the recomputation in backward) while far fewer are alive at once. Rules
-     of thumb fitted on the tiny-model rows: see BENCHMARKS.md for where they miss.
+cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves blocks under its
+     mmap threshold (32 MB, or what the environment fixes: allocator.py) from heaps that keep
+     freed memory and fragment, so resident memory exceeds the live tensors by a share of the
+     heap-served bytes: fixed_mb + heap_ratio x (MB of the tensor peak in such blocks). Big
+     blocks (a causal LM's logits) are mapped and returned at once, and weights still viewing
+     the memory-mapped checkpoint are the file's pages: neither counts as heap-served; nor does
+     the optimizer state, allocated once (step.py). Under activation checkpointing the heap
+     keeps several times the heap-served bytes at the peak (checkpointing_heap_ratio): each
+     layer's activations pass through it twice a step (the no-grad forward, the recomputation in
+     backward) while far fewer are alive at once. Rules of thumb fitted on the tiny-model rows:
+     see BENCHMARKS.md for where they miss.
      Step time: other_scale multiplies the non-matmul parts (their small benchmarks miss some
      of what a real step's elementwise ops cost), step_fixed_ms is Lightning's own work per step
      (hooks, logging, the scheduler); both fitted to measured step times.

@@ -11,9 +11,12 @@ import json
 import os
 import platform
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+
+from src.train import allocator
 
 # Bigger matmuls are timed with fewer rows and scaled up. A CPU's throughput has saturated at a
 # few hundred MFLOP; a GPU's has not even at a few GFLOP (a few rows times a big weight only
@@ -49,7 +52,12 @@ class DeviceSpeed:
     def __init__(self, device: str, cache_dir: str):
         self.device = device
         self.label = device_label(device)
-        key = hashlib.sha256(f"{self.label} torch {torch.__version__}".encode()).hexdigest()[:12]
+        setting = f"{self.label} torch {torch.__version__}"
+        if device == "cpu" and allocator.HEAP_BLOCK_MAX != allocator.DYNAMIC_MMAP_THRESHOLD_MAX:
+            # A fixed mmap threshold maps what the elementwise timing writes (page faults each
+            # time): timings taken under it are kept apart.
+            setting += f" mmap_threshold {allocator.HEAP_BLOCK_MAX}"
+        key = hashlib.sha256(setting.encode()).hexdigest()[:12]
         self.path = Path(cache_dir) / "estimate" / f"{device}-{key}.json"
         self.cache = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.noisy = False
@@ -131,7 +139,11 @@ class DeviceSpeed:
             (lambda: torch.softmax(x, -1), 2),
             (lambda: torch.nn.functional.layer_norm(x, (256,)), 2),
         ]
-        seconds = sum(self._timed(op) for op, _ in ops)
+        # Where a fixed mmap threshold would map these outputs afresh (the large-block rate's
+        # case), they come from the heap as the step's heap-served blocks do.
+        serving = allocator.heap_serving(x.nbytes) if self.device == "cpu" else nullcontext()
+        with serving:
+            seconds = sum(self._timed(op) for op, _ in ops)
         return sum(n * x.numel() * x.element_size() for _, n in ops) / seconds
 
     def _time_large(self) -> float:

@@ -37,7 +37,7 @@ class Estimate:
     logits_mb: float
     tensor_peak_mb: float
     eval_tensor_peak_mb: float  # an evaluation forward at eval_batch_size, between steps
-    # of the tensor peak, MB in heap-served blocks (under 32 MB on CPU) bar the optimizer state:
+    # of the tensor peak, MB in heap-served blocks (allocator.py) bar the optimizer state:
     # what glibc's heap keeps a share of beyond the tensors (calibration.py)
     heap_mb: float
     overhead_mb: float

@@ -12,8 +12,9 @@ import torch
 from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from src.train.allocator import heap_served
 from src.train.estimate.build import is_checkpoint_view, precision_plugin
-from src.train.measure import LiveTensorBytes, heap_served
+from src.train.measure import LiveTensorBytes
 from src.train.module import build_optimizer
 
 # Ops that allocate or re-label memory without reading or writing it (not marked as views).
@@ -41,7 +42,7 @@ class OpRecord:
     flops: int = 0
     bytes: int = 0
     random_bytes: int = 0  # of ops drawing random numbers (dropout masks): far slower per byte
-    large_bytes: int = 0  # of ops writing a block of HEAP_BLOCK_MAX or more: fresh pages each time
+    large_bytes: int = 0  # of ops writing a block glibc maps: fresh pages each time
     matmul_shapes: list = field(default_factory=list)  # (m, k, n, dtype) per matmul-like op
     ops: int = 0
 
