@@ -40,6 +40,11 @@ def mmap_threshold(environ=os.environ) -> int:
 HEAP_BLOCK_MAX = mmap_threshold()
 
 
+def threshold_is_fixed() -> bool:
+    """Whether this process's environment fixed a threshold below glibc's dynamic maximum."""
+    return HEAP_BLOCK_MAX < DYNAMIC_MMAP_THRESHOLD_MAX
+
+
 def heap_served(nbytes: int) -> bool:
     """Whether glibc serves a block of this size from its heaps (not mapped on its own)."""
     return nbytes < HEAP_BLOCK_MAX

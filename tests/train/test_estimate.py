@@ -394,3 +394,18 @@ def test_under_a_fixed_mmap_threshold_the_resident_estimate_has_no_heap_term(tmp
     assert metrics["estimate/peak_mb"] == pytest.approx(metrics["mem/peak_mb"], rel=0.1)
     default = estimate(compose_config(overrides), timed=False)  # this process: glibc's default
     assert default.heap_mb > 0.5 * default.tensor_peak_mb
+
+
+def test_the_cli_says_how_to_give_the_heap_back_and_what_a_fixed_threshold_leaves():
+    overrides = ["model=tiny_bert", "data.batch_size=32", "data.max_length=128"]
+
+    def printed(**environ) -> str:
+        command = [sys.executable, "-m", "src.estimate", *overrides]
+        env = {**os.environ, **environ}
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+
+    default, fixed = printed(), printed(MALLOC_MMAP_THRESHOLD_="131072")
+    assert "MALLOC_MMAP_THRESHOLD_=131072 gives most back" in default
+    assert "freed heap memory malloc keeps" in default
+    assert "MALLOC_MMAP_THRESHOLD_" not in fixed
+    assert "blocks from 128 kB are mapped and given back" in fixed

@@ -53,7 +53,7 @@ class DeviceSpeed:
         self.device = device
         self.label = device_label(device)
         setting = f"{self.label} torch {torch.__version__}"
-        if device == "cpu" and allocator.HEAP_BLOCK_MAX != allocator.DYNAMIC_MMAP_THRESHOLD_MAX:
+        if device == "cpu" and allocator.threshold_is_fixed():
             # A fixed mmap threshold maps what the elementwise timing writes (page faults each
             # time): timings taken under it are kept apart.
             setting += f" mmap_threshold {allocator.HEAP_BLOCK_MAX}"
