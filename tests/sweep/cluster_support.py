@@ -18,6 +18,7 @@ import optuna
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_runs import TINY_TRIALS  # tests/sweep is on sys.path
 
 from src.sweep import STORAGE_ENV, main
 from src.sweep.preflight import storage_problems
@@ -27,10 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".cluster" / "env"
 EXPERIMENT = "ftsweep-cluster-tests"
 TINY = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
+    *TINY_TRIALS,
     "data.batch_size=16",
     "trainer.val_check_interval=2",
     "trainer.max_epochs=-1",

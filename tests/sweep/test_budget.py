@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_runs import TINY_TRIALS  # tests/sweep is on sys.path
 
 from src.errors import ConfigError
 from src.sweep import load_spec, run_sweep
@@ -14,10 +15,7 @@ from src.sweep.report.table import format_table, trial_table
 from src.train.estimate import estimate
 
 BASE = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
+    *TINY_TRIALS,
     "data.batch_size=8",
     "data.max_length=32",
     "trainer.max_steps=2",

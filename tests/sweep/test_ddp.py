@@ -7,14 +7,12 @@ import faulthandler
 
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_runs import TINY_TRIALS  # tests/sweep is on sys.path
 
 from src.sweep import load_spec, run_sweep
 
 DDP = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
+    *TINY_TRIALS,
     "data.batch_size=8",  # 4 batches per rank and epoch
     "trainer.val_check_interval=2",
     "trainer.devices=2",

@@ -6,15 +6,13 @@ from __future__ import annotations
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_runs import TINY_TRIALS  # tests/sweep is on sys.path
 
 from src.sweep import SweepAborted, load_spec, main, run_sweep
 from src.sweep.outcomes import reason_of_exception, reason_of_exit
 
 TINY = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
+    *TINY_TRIALS,
     "data.batch_size=16",
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",

@@ -13,22 +13,12 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-from cluster_support import wait_until_training  # tests/sweep is on sys.path
+from cluster_support import LONG, TINY, wait_until_training  # tests/sweep is on sys.path
 from mlflow.tracking import MlflowClient
 
 from src.sweep import main
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
-    "data.batch_size=16",
-    "trainer.val_check_interval=2",
-    "trainer.max_epochs=-1",
-]
-LONG = ["trainer.max_steps=100000", "early_stopping.enabled=false"]  # runs until it is stopped
 SWEEP = """
 base: {base}
 space:

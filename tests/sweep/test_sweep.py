@@ -6,16 +6,14 @@ import optuna
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_runs import TINY_TRIALS  # tests/sweep is on sys.path
 
 from src.errors import ConfigError
 from src.sweep import load_spec, main, parse_args, run_sweep
 from src.sweep.report import trial_table
 
 TINY = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
+    *TINY_TRIALS,
     "trainer.val_check_interval=2",
 ]
 # 'long' trials report at steps 2 and 4; the threshold pruner (nobody reaches acc 1.01) prunes

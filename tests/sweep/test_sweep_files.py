@@ -4,6 +4,7 @@ config-hub test does)."""
 from __future__ import annotations
 
 import pytest
+from tiny_runs import TINY_TRIALS  # tests/sweep is on sys.path
 
 from src.sweep import load_spec, run_sweep
 from src.sweep.preflight import preflight
@@ -11,10 +12,7 @@ from src.sweep.spec import SWEEPS_DIR
 
 SHIPPED = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 TINY = [
-    "model=tiny_bert",
-    "data.max_train_samples=64",
-    "data.max_eval_samples=32",
-    "data.test_size=64",
+    *TINY_TRIALS,
     "trainer.max_steps=2",
     "trainer.val_check_interval=1",
 ]
