@@ -437,7 +437,7 @@ def main() -> None:
     results = RESULTS[args.device]
     from src.train import allocator
 
-    if args.device == "cpu" and allocator.HEAP_BLOCK_MAX != allocator.DYNAMIC_MMAP_THRESHOLD_MAX:
+    if args.device == "cpu" and allocator.threshold_is_fixed():
         # MALLOC_MMAP_THRESHOLD_ fixed (inherited by every row's run): a table of its own; the
         # calibration is fitted under glibc's default only.
         if args.calibrate or args.refit:
