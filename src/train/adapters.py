@@ -31,7 +31,8 @@ def apply_adapter(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
             gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS,
         )
     elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS)
+        # transformers 5 renamed gradient_checkpointing_enable (removed in 6): the new name.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING_KWARGS)
     if cfg.adapter.peft is not None:
         return get_peft_model(model, peft_config(cfg))
     if cfg.adapter.trainable_top_layers is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning.pytorch as pl
 import pytest
 from transformers import AutoConfig
@@ -63,3 +65,23 @@ def test_lora_on_llama_targets_q_and_v(make_cfg):
     q, v = 4 * (h + h), 4 * (h + kv)
     score = h * 2  # Llama's classification head has no bias
     assert metrics["params/trainable"] == hf.num_hidden_layers * (q + v) + score
+
+
+@pytest.mark.parametrize("adapter, quant", [("full", "none"), ("lora", "none"), ("lora", "nf4")])
+def test_activation_checkpointing_is_on_in_the_run_through_the_current_api(
+    make_cfg, adapter, quant
+):
+    # transformers 5 deprecated gradient_checkpointing_enable (removed in 6) for
+    # activation_checkpointing_enable; a quantized base turns it on through PEFT's preparation.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, model, _ = run(
+            make_cfg, f"adapter={adapter}", f"quant={quant}", "activation_checkpointing=true"
+        )
+    checkpointed = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+    assert checkpointed, "no module runs with activation checkpointing"
+    deprecated = [
+        str(w.message) for w in caught if "gradient_checkpointing_enable" in str(w.message)
+    ]
+    if quant == "none":  # ours; PEFT's preparation of a quantized base calls the old name itself
+        assert deprecated == [], deprecated
