@@ -25,7 +25,7 @@ from transformers import get_scheduler
 
 from src.train import build_datamodule, compose_config, models, prepare_inputs, train
 from src.train.adapters import apply_adapter
-from src.train.module import build_optimizer, warmup_steps
+from src.train.optimizer import build_optimizer, warmup_steps
 
 WARMUP = 3
 

@@ -29,8 +29,8 @@ from src.train.estimate.build import (
     simulated_model,
 )
 from src.train.estimate.calibration import OVERHEAD
-from src.train.measure import LiveTensorBytes
-from src.train.module import build_optimizer
+from src.train.live_tensors import LiveTensorBytes
+from src.train.optimizer import build_optimizer, uses_grad_scaler
 from src.train.validate import config_problems
 
 BATCH, SEQ = 8, 32
@@ -409,3 +409,31 @@ def test_the_cli_says_how_to_give_the_heap_back_and_what_a_fixed_threshold_leave
     assert "freed heap memory malloc keeps" in default
     assert "MALLOC_MMAP_THRESHOLD_" not in fixed
     assert "blocks from 128 kB are mapped and given back" in fixed
+
+
+def test_the_full_precision_stand_in_does_what_lightnings_plugin_does():
+    from lightning.pytorch.plugins.precision import Precision
+
+    x = torch.randn(2, 4)
+    outputs = []
+    for plugin in (precision_plugin("32-true"), Precision()):
+        module = torch.nn.Linear(4, 4)
+        assert plugin.convert_module(module) is module
+        assert module.weight.dtype == torch.float32
+        with plugin.forward_context():
+            assert not torch.is_autocast_enabled("cpu")
+            outputs.append(module(x).dtype)
+        assert not uses_grad_scaler(plugin)
+    assert outputs == [torch.float32, torch.float32]
+
+
+def test_a_full_precision_estimate_does_not_load_lightning():
+    """Importing Lightning is ~3 s of the CLI's start here; a 32-true estimate needs none of it."""
+    code = (
+        "import sys; from src.train.estimate.cli import main; main(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+    )
+    command = [sys.executable, "-c", code, "model=tiny_bert", "adapter=lora"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "Estimated training peak" in done.stdout
+    assert done.stdout.rstrip().endswith("[]"), done.stdout

@@ -100,7 +100,13 @@ def test_training_lowers_response_perplexity(make_cfg):
     )
     before = train(make_cfg(*args, "trainer.max_steps=1", model="tiny_llama"))
     after = train(
-        make_cfg(*args, "trainer.max_steps=30", "trainer.max_epochs=30", model="tiny_llama")
+        make_cfg(
+            *args,
+            "trainer.max_steps=30",
+            "trainer.max_epochs=30",
+            "data.batch_size=8",
+            model="tiny_llama",
+        )
     )
     assert after["val/perplexity"] < 0.5 * before["val/perplexity"]
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from src.train import models, train
 from src.train.adapters import apply_adapter
-from src.train.module import build_optimizer
+from src.train.optimizer import build_optimizer
 
 
 def test_early_stopping_ends_a_stalled_run(make_cfg):

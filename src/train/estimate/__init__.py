@@ -1,11 +1,11 @@
 """Pre-flight estimates: peak training memory and step time of a configuration, before it runs.
 
 The model is built without weights (meta device, then fake tensors), with the adapter, the
-quantized base and the precision a run would use; two optimizer steps run on fake tensors while
-the live-tensor counter that measures real runs (measure.LiveTensorBytes) counts every byte, and
-each op is costed from its FLOPs, its bytes and a per-op cost measured on this device. What
-tensors cannot show (allocator slack, library workspaces, the framework's own time per step) is
-added from calibration.py, measured by bench/estimate.py.
+quantized base and the precision a run would use; two optimizer steps run on fake tensors while the
+live-tensor counter that measures real runs (live_tensors.LiveTensorBytes) counts every byte, and
+each op is costed from its FLOPs, its bytes and a per-op cost measured on this device. What tensors
+cannot show (allocator slack, library workspaces, the framework's own time per step) is added from
+calibration.py, measured by bench/estimate.py.
 
 Public names are imported on first use, so the CLI can quiet the libraries before they load.
 """

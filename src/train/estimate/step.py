@@ -14,8 +14,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from src.train.allocator import heap_served
 from src.train.estimate.build import is_checkpoint_view, precision_plugin
-from src.train.measure import LiveTensorBytes
-from src.train.module import build_optimizer
+from src.train.live_tensors import LiveTensorBytes
+from src.train.optimizer import build_optimizer
 
 # Ops that allocate or re-label memory without reading or writing it (not marked as views).
 MOVES_NOTHING = {
