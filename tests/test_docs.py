@@ -12,7 +12,9 @@ would type them, with tiny models and a few steps appended:
     target must exist; running them here would recurse into the suite or start a server;
   - `source FILE` sets up the user's shell (a cluster's environment) and is skipped: the commands
     after it run here with the embedded defaults;
-  - a ```bash block followed directly by a ```text block must print exactly that text.
+  - a ```bash block followed directly by a ```text block must print exactly that text;
+  - a command that comes to the same as one already run (`make train ARGS="X"` is
+    `python -m src.train X`) runs once.
 Inline commands with placeholders (NAME, S, URL, `...`, `[...]`) are templates, not commands, and
 an entry named without arguments (`ftsweep-train`) is a name.
 """
@@ -161,9 +163,10 @@ def test_every_documented_command_runs(doc, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     commands = documented_commands(doc)
     assert commands, f"no commands found in {doc.name}"
+    ran: set[tuple[str, ...]] = set()
     for command, expected in commands:
         mode, argv = as_argv(command)
-        if mode == "skip":
+        if mode == "skip" or (mode == "run" and expected is None and tuple(argv) in ran):
             continue
         if mode == "compose":
             assert command_line_problems(argv) == [], command
@@ -185,6 +188,7 @@ def test_every_documented_command_runs(doc, tmp_path):
             assert proc.stderr.strip() == expected.strip(), output
         else:
             assert proc.returncode == 0, output
+        ran.add(tuple(argv))
 
 
 def test_the_parser_finds_blocks_inline_commands_and_expectations(tmp_path):
