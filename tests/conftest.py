@@ -9,9 +9,12 @@ import pytest
 
 from src.train import compose_config
 
+# data.test_size: the test split is not capped by max_eval_samples, and at its default (1,000
+# rows) scoring it was most of a tiny Llama generation run (generating for every row).
 TINY_BUDGET = [
     "data.max_train_samples=64",
     "data.max_eval_samples=32",
+    "data.test_size=64",
     "trainer.max_steps=4",
     "trainer.enable_progress_bar=false",
     "summary=false",
