@@ -3,10 +3,11 @@
 Peak memory (`mem/peak_mb`):
   * CUDA: the caching allocator's peak (`torch.cuda.max_memory_allocated`), reset right before fit.
   * CPU: the process's peak resident set during fit (VmHWM, reset through /proc/self/clear_refs
-    right before fit) minus the resident set just before the model was built (after giving
-    malloc's free heap memory back, so earlier work's leftovers are not reused unseen). It therefore
-    covers weights, gradients, optimizer state, activations and allocator slack of this run, and
-    excludes the interpreter and imported libraries.
+    right before fit) minus the resident set just before the model was built, after the MLflow
+    run is opened (after giving malloc's free heap memory back, so earlier work's leftovers are
+    not reused unseen). It therefore covers weights, gradients, optimizer state, activations,
+    allocator slack and checkpoint saves of this run, and excludes the interpreter, imported
+    libraries and the run's tracking set-up.
 
 Tensor peak (`mem/tensor_peak_mb`, CPU): the exact peak of live tensor bytes over the first
 optimizer steps, counted by a dispatch mode (LiveTensorBytes) — no allocator slack, no library
