@@ -21,6 +21,11 @@ bench/results/estimate.json.
 Under a fixed glibc mmap threshold (`MALLOC_MMAP_THRESHOLD_=131072 .venv/bin/python
 bench/estimate.py --only ...`) the rows run with it and go to estimate_mmap<bytes>.json.
 
+--as-run runs the rows as a user's `python -m src.train` does (an MLflow run in a temporary
+store, checkpoints saved, early stopping, the summary) instead of with logging, checkpoints and
+summary off, so the figures every run logs are checked as users see them; results:
+estimate_as_run.json.
+
 On a GPU (`--device cuda`): the same rows with trainer=gpu plus rows at the precisions people use
 there, measured against torch.cuda.max_memory_allocated (results: estimate_cuda.json); with
 `--large CONFIG_DIR` also LoRA and QLoRA r16 of that architecture at batch 4 x 2048, with and
@@ -38,6 +43,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,17 +215,28 @@ def rows(device: str = "cpu", large: str | None = None) -> list[tuple[str, list[
     return [(n, o, True) for n, o in TINY] + [(n, o, False) for n, o in shipped() + varied]
 
 
-def run_row(overrides: list[str], steps: int) -> dict:
+# What a measured row leaves out by default: nothing the estimate models, only work around fit.
+STRIPPED = [
+    "logger=none",
+    "summary=false",
+    "checkpoint.enabled=false",
+    "early_stopping.enabled=false",
+]
+
+
+def as_run(scratch: Path) -> list[str]:
+    """A user's run instead (--as-run): MLflow tracking and checkpoints, kept out of the repo."""
+    return [f"paths.root={scratch}", f"logger.tracking_uri=sqlite:///{scratch}/mlflow.db"]
+
+
+def run_row(overrides: list[str], steps: int, around_fit: list[str] = STRIPPED) -> dict:
     """One measured run in a fresh interpreter; returns its metrics."""
     args = [
         *overrides,
         *SMALL_DATA,
         f"trainer.max_steps={steps}",
         "trainer.max_epochs=-1",
-        "logger=none",
-        "summary=false",
-        "checkpoint.enabled=false",
-        "early_stopping.enabled=false",
+        *around_fit,
         "trainer.enable_progress_bar=false",
         "eval.forgetting=false",
     ]
@@ -383,14 +400,16 @@ def markdown(table: list[dict], device: str) -> str:
     return "\n".join(lines)
 
 
-def measure(only: str, steps: int, device: str, large: str | None) -> list[dict]:
+def measure(
+    only: str, steps: int, device: str, large: str | None, around_fit: list[str] = STRIPPED
+) -> list[dict]:
     measured = []
     gpu = ["trainer=gpu"] if device == "cuda" else []
     for name, overrides, calibrating in rows(device, large):
         if not any(part in name for part in only.split(",")):
             continue
         try:
-            metrics = run_row([*overrides, *gpu], steps)
+            metrics = run_row([*overrides, *gpu], steps, around_fit)
         except RuntimeError as error:  # one row's failure (an OOM, say) must not lose the rest
             print(f"{name}: FAILED\n{error}", flush=True)
             continue
@@ -431,6 +450,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--large", help="folder with a causal LM's config.json (cuda only)")
+    parser.add_argument("--as-run", action="store_true", help="with tracking and checkpoints")
     args = parser.parse_args()
     from src.train.estimate.calibration import OVERHEAD
 
@@ -443,6 +463,12 @@ def main() -> None:
         if args.calibrate or args.refit:
             parser.error("--calibrate/--refit fit glibc's default: unset MALLOC_MMAP_THRESHOLD_")
         results = results.with_name(f"estimate_mmap{allocator.HEAP_BLOCK_MAX}.json")
+    around_fit = STRIPPED
+    if args.as_run:
+        if args.calibrate or args.refit:
+            parser.error("--as-run checks the calibration; it fits nothing")
+        results = results.with_name(results.stem + "_as_run.json")
+        around_fit = as_run(Path(tempfile.mkdtemp(prefix="estimate-as-run-")))
     where = machine(args.device) if not args.refit else None
     if args.refit:
         stored = json.loads(results.read_text())
@@ -455,7 +481,7 @@ def main() -> None:
             forget_device_timings(args.device)
         if args.large:
             prepare_large(args.large)
-        measured = measure(args.only, args.steps, args.device, args.large)
+        measured = measure(args.only, args.steps, args.device, args.large, around_fit)
         if args.only and results.exists():  # the rows not run again stay as they were
             fresh = {r["name"] for r in measured}
             kept = [r for r in json.loads(results.read_text())["rows"] if r["name"] not in fresh]
