@@ -13,7 +13,7 @@ a release yet; this plugin does the same until it is.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -34,11 +34,13 @@ class StreamingCheckpointIO(TorchCheckpointIO):
             return
         target = Path(local_path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(handle)
+        # Not mkstemp: its files are 0600, and a checkpoint must get the mode the user's umask
+        # gives (on a cluster another job or user reads it), as Lightning's save does.
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         try:
-            torch.save(checkpoint, partial)
+            with open(partial, "xb") as file:
+                torch.save(checkpoint, file)
             os.replace(partial, target)
         except BaseException:
-            Path(partial).unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise

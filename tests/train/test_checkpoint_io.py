@@ -3,6 +3,8 @@ the previous one atomically (src/train/checkpoint_io.py)."""
 
 from __future__ import annotations
 
+import os
+import stat
 import tracemalloc
 
 import fsspec
@@ -54,6 +56,15 @@ def test_a_save_that_fails_midway_leaves_the_last_checkpoint_whole(tmp_path):
         plugin.save_checkpoint(unpicklable, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left
+
+
+def test_a_checkpoint_gets_the_mode_the_umask_gives(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        StreamingCheckpointIO().save_checkpoint(checkpoint(), tmp_path / "last.ckpt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "last.ckpt").stat().st_mode) == 0o644
 
 
 def test_a_remote_filesystem_is_saved_lightnings_way():
