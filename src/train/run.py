@@ -40,6 +40,7 @@ class Inputs:
 def prepare_inputs(cfg: DictConfig) -> Inputs:
     """Validate config, model source and data; raise one ConfigError listing every problem."""
     problems = validate.config_problems(cfg)
+    validate.raise_if(validate.unset_problems(cfg))  # then no model or data can be resolved
     model_path = tokenizer = labels = None
     try:
         model_path = models.resolve_source(cfg.model)

@@ -110,7 +110,42 @@ RULES: list[tuple[str, Callable[[object], bool], str]] = [
 ]
 
 
+# What an unset mandatory value (??? in conf/) takes, for the error that names it.
+UNSET_HINTS = {
+    "model.name_or_path": "a Hugging Face model name or a local folder holding the model",
+    "data.train_file": "the path of your training file",
+    "data.path": "a Hugging Face dataset name, e.g. stanfordnlp/sst2",
+}
+
+
+def unset_problems(node: DictConfig, prefix: str = "") -> list[str]:
+    """Mandatory values (??? in conf/, e.g. model.name_or_path under model=hf) left unset in a
+    config (or in one of its nodes, named by prefix). Read without resolving: a value that
+    refers to an unset one (${model.name_or_path}) cannot be resolved either."""
+    unset = []
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif value == "???":
+            unset.append(path)
+
+    walk(OmegaConf.to_container(node, resolve=False), prefix)
+    return [
+        f"{key} must be set ({key}=...): "
+        f"{UNSET_HINTS.get(key, 'the chosen config has no default for it')}"
+        for key in unset
+    ]
+
+
 def config_problems(cfg: DictConfig) -> list[str]:
+    unset = unset_problems(cfg)
+    if unset:  # the other checks resolve values that may refer to the unset ones
+        return unset
     problems = []
     for key, ok, allowed in RULES:
         value = OmegaConf.select(cfg, key, default=ABSENT)

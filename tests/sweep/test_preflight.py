@@ -220,7 +220,7 @@ CASES = [
         [],
         STORE,
         None,
-        ["data.train_file=??? must be given"],
+        ["base: data.train_file must be set (data.train_file=...)"],
     ),
     (
         "study-space-changed",

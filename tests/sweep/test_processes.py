@@ -13,22 +13,18 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-from cluster_support import LONG, TINY, wait_until_training  # tests/sweep is on sys.path
+from cluster_support import (  # tests/sweep is on sys.path
+    LONG,
+    OBJECTIVES,
+    SWEEP,
+    TINY,
+    wait_until_training,
+)
 from mlflow.tracking import MlflowClient
 
 from src.sweep import main
 
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP = """
-base: {base}
-space:
-  lr: {{type: float, low: 1e-4, high: 1e-2, log: true, path: optim.lr}}
-  rank: {{type: categorical, choices: [2, 4, 8], path: adapter.peft.r}}
-sampler: {{name: tpe, seed: 0}}
-pruner: {{name: none}}
-objectives: [{{metric: val/acc, direction: maximize}}]
-n_trials: 2
-"""
 
 
 def start_driver(
@@ -87,7 +83,7 @@ STOPS = {
 
 @pytest.mark.parametrize("stop", sorted(STOPS))
 def test_an_interrupt_stops_cleanly_and_resume_loses_nothing(stop, sweep_env, store):
-    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY, objectives=OBJECTIVES["one"]))
     driver = start_driver(path, "term", storage, overrides, *LONG)
     running = wait_for_running_trial("term", storage)
     STOPS[stop](driver)
@@ -128,7 +124,7 @@ def test_an_interrupt_stops_cleanly_and_resume_loses_nothing(stop, sweep_env, st
 
 
 def test_killed_driver_is_cleaned_up_by_the_next_worker(sweep_env, store):
-    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY, objectives=OBJECTIVES["one"]))
     driver = start_driver(path, "dead", storage, overrides, *LONG)
     running = wait_for_running_trial("dead", storage)
     driver.kill()  # kill -9: no handler runs, the Optuna trial stays RUNNING
@@ -172,7 +168,7 @@ def test_killed_driver_is_cleaned_up_by_the_next_worker(sweep_env, store):
 def test_four_workers_on_one_sqlite_study_lose_and_duplicate_nothing(sweep_env, store, monkeypatch):
     # Four GPUs for four workers: each gets its own (no GPU is needed to check the split).
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
-    path, storage, overrides = sweep_env(SWEEP.format(base=TINY))
+    path, storage, overrides = sweep_env(SWEEP.format(base=TINY, objectives=OBJECTIVES["one"]))
     main(
         [
             f"sweep={path}",

@@ -80,6 +80,20 @@ def test_bad_config_is_refused_before_training(make_cfg, store, overrides, messa
     assert MlflowClient(store).search_runs(["0"]) == []  # nothing was started or recorded
 
 
+def test_unset_mandatory_values_are_named_not_a_traceback(make_cfg, store):
+    """model=hf and data=hf have no default for what they load (??? in conf/): the error names
+    each key, for training and for the estimate (they crashed resolving ${model.name_or_path})."""
+    from src.train.estimate.cli import checked_config
+
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg("data=hf", model="hf"))
+    assert "model.name_or_path must be set (model.name_or_path=...)" in str(err.value)
+    assert "data.path must be set (data.path=...)" in str(err.value)
+    assert MlflowClient(store).search_runs(["0"]) == []
+    with pytest.raises(ConfigError, match=r"data\.train_file must be set"):
+        checked_config(["model=tiny_bert", "data=csv"])
+
+
 def test_unknown_group_options_are_listed_with_choices():
     with pytest.raises(ConfigError) as err:
         compose_config(["adapter=lorax", "quant=nf5", "model=tiny_bert"])

@@ -53,9 +53,8 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], int | None]:
     from src.train import models
 
     what = f"model={cfg.model.get('name')}"
-    missing = _missing_values(cfg.model, "model")
-    if missing:
-        return missing, None
+    if validate.unset_problems(cfg.model, "model"):  # the value check reports them
+        return [], None
     path, problems = _attempt(what, models.resolve_source, cfg.model)
     if path is None:
         return problems, None
@@ -66,9 +65,8 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], int | None]:
 def _data_source(cfg: DictConfig) -> list[str]:
     from src.train.tasks import TASKS
 
-    missing = _missing_values(cfg.data, "data")
-    if missing:
-        return missing
+    if validate.unset_problems(cfg.data, "data"):  # the value check reports them
+        return []
     load = TASKS[cfg.task.name].load_splits
     _, problems = _attempt(f"data={cfg.data.get('name')}", load, cfg, cfg.seed)
     return problems
@@ -82,22 +80,6 @@ def _attempt(what: str, fn, *args):
         return None, err.problems
     except Exception as err:  # noqa: BLE001 - sources fail in many ways: report, do not crash
         return None, [f"{what}: {type(err).__name__}: {first_line(err)}"]
-
-
-def _missing_values(node: DictConfig, prefix: str) -> list[str]:
-    """Keys still at ??? (must be given): resolving the source would fail on them."""
-
-    def walk(value, key):
-        if value == "???":
-            yield key
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                yield from walk(v, f"{key}.{k}")
-
-    return [
-        f"{key}=??? must be given (in the sweep's base or on the command line)"
-        for key in walk(OmegaConf.to_container(node, resolve=False), prefix)
-    ]
 
 
 def _key(node: DictConfig) -> str:
