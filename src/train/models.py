@@ -181,11 +181,25 @@ def device_of(cfg: DictConfig) -> str:
     return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
-def num_hidden_layers(model_path: str, **config_kwargs) -> int | None:
-    """Layer count from the config alone (no weights loaded), for validation."""
+def model_config(model_path: str, **config_kwargs):
+    """The model's transformers config alone (no weights loaded), for validation; None where
+    transformers cannot read it (unknown architectures are checked later, at load time)."""
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model_path, **config_kwargs).num_hidden_layers
-    except Exception:  # noqa: BLE001 - unknown architectures are checked later, at load time
+        return AutoConfig.from_pretrained(model_path, **config_kwargs)
+    except Exception:  # noqa: BLE001 - see above
         return None
+
+
+def learned_positions(config) -> int | None:
+    """How many positions a model with a learned absolute position table (BERT, MiniLM, GPT-2,
+    OPT) can take: its inputs, prompt and prefix tokens included, must fit in them or the
+    embedding lookup fails. None for rotary (Llama, Qwen, SmolLM2) and relative positions
+    (DeBERTa-v3, T5), whose max_position_embeddings is not a hard limit."""
+    positions = getattr(config, "max_position_embeddings", None)
+    rotary = any(hasattr(config, a) for a in ("rope_parameters", "rope_theta", "rope_scaling"))
+    relative = getattr(config, "relative_attention", False) and not getattr(
+        config, "position_biased_input", True
+    )
+    return None if rotary or relative or not isinstance(positions, int) else positions

@@ -243,14 +243,33 @@ def eval_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def model_problems(cfg: DictConfig, n_layers: int | None) -> list[str]:
-    k = cfg.adapter.get("trainable_top_layers")
-    if _int(k) and n_layers is not None and k > n_layers:
-        return [
+def model_problems(cfg: DictConfig, model_config) -> list[str]:
+    """What the model's own config (transformers', None where unreadable) rules out."""
+    from src.train.models import learned_positions
+
+    if model_config is None:
+        return []
+    problems = []
+    k, n_layers = cfg.adapter.get("trainable_top_layers"), model_config.num_hidden_layers
+    if _int(k) and k > n_layers:
+        problems.append(
             f"adapter.trainable_top_layers={k} is larger than the model's {n_layers} layers "
             f"(allowed: 0..{n_layers})"
-        ]
-    return []
+        )
+    positions, length = learned_positions(model_config), cfg.data.max_length
+    virtual = int(OmegaConf.select(cfg, "adapter.peft.num_virtual_tokens") or 0)
+    if positions is not None and _int(length) and length + virtual > positions:
+        model = f"model={cfg.model.name} has {positions} (learned position embeddings)"
+        # Named by the key a sweep is likelier to vary, so its preflight checks each value.
+        problems.append(
+            f"adapter.peft.num_virtual_tokens={virtual} ({cfg.adapter.name}) with "
+            f"data.max_length={length} needs {length + virtual} positions; {model}: allowed "
+            f"data.max_length + num_virtual_tokens <= {positions}"
+            if virtual
+            else f"data.max_length={length} is longer than the model's positions; {model}: "
+            f"allowed data.max_length 1..{positions}"
+        )
+    return problems
 
 
 def command_line_problems(overrides: list[str]) -> list[str]:

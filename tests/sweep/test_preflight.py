@@ -17,7 +17,7 @@ from src.sweep.spec import SIGNATURE_ATTR, space_signature
 # DATA is replaced by the folder of the module's csv files (YAML braces rule out str.format).
 SWEEP = """
 base: [model=tiny_bert, data=csv, "data.train_file=DATA/train.csv", data.val_size=4,
-       data.test_size=4]
+       data.test_size=4, data.max_length=64]
 space:
   method:
     type: categorical
@@ -215,6 +215,17 @@ CASES = [
         ],
     ),
     (
+        "tokens-past-the-positions",  # tiny BERT has 128; the space's default 20 is never used
+        {"data.max_length=64": "data.max_length=125"},
+        [],
+        STORE,
+        None,
+        [
+            "space.tokens (when method=prompt): adapter.peft.num_virtual_tokens=6 (prompt) with "
+            "data.max_length=125 needs 131 positions"
+        ],
+    ),
+    (
         "data-file-not-given",
         {'"data.train_file=DATA/train.csv", ': ""},
         [],
@@ -300,6 +311,20 @@ def test_bad_input_is_found_before_any_trial(
     for needle in expected:
         assert needle.format(**fill) in str(err.value), needle
     assert len(err.value.problems) == len(set(err.value.problems))  # deduplicated
+
+
+def test_only_the_sampled_token_counts_past_the_positions_are_reported(tmp_path, data_files):
+    """tiny BERT has 128 learned positions: at data.max_length=125 the space's 2 virtual tokens
+    fit and its 6 do not; adapter=prompt's default 20 is never used (the space always sets it)."""
+    edits = {"data.max_length=64": "data.max_length=125"}
+    spec = load_spec(write_sweep(tmp_path, data_files, edits))
+    with pytest.raises(ConfigError) as err:
+        preflight(spec, [], "tiny", f"sqlite:///{tmp_path}/optuna.db")
+    assert err.value.problems == [
+        "space.tokens (when method=prompt): adapter.peft.num_virtual_tokens=6 (prompt) with "
+        "data.max_length=125 needs 131 positions; model=tiny_bert has 128 (learned position "
+        "embeddings): allowed data.max_length + num_virtual_tokens <= 128"
+    ]
 
 
 def test_every_problem_comes_in_one_error_storage_first(tmp_path, data_files):

@@ -34,6 +34,14 @@ CASES = [
     (["quant=int8", "adapter=freeze"], ["quant=int8 with adapter=freeze is impossible"]),
     (["precision=16-mixed"], ["precision=16-mixed needs a GPU"]),
     (["data.batch_size=0"], ["data.batch_size=0 is invalid"]),
+    (
+        ["data.max_length=129"],
+        ["data.max_length=129 is longer than the model's positions; model=tiny_bert has 128"],
+    ),
+    (
+        ["adapter=prompt", "data.max_length=120"],  # its 20 virtual tokens take positions too
+        ["num_virtual_tokens=20 (prompt) with data.max_length=120 needs 140 positions"],
+    ),
     (["trainer.max_steps=0"], ["trainer.max_steps=0 is invalid"]),
     (["trainer.devices=0"], ["trainer.devices=0 is invalid: must be an integer >= 1"]),
     (
@@ -92,6 +100,22 @@ def test_unset_mandatory_values_are_named_not_a_traceback(make_cfg, store):
     assert MlflowClient(store).search_runs(["0"]) == []
     with pytest.raises(ConfigError, match=r"data\.train_file must be set"):
         checked_config(["model=tiny_bert", "data=csv"])
+
+
+def test_only_learned_position_tables_limit_the_sequence(make_cfg):
+    """BERT's position embeddings are a table of max_position_embeddings rows; a rotary model
+    (Llama) computes its positions, so its max_position_embeddings is no hard limit."""
+    from src.train import models
+
+    def problems(model: str, length: int) -> list[str]:
+        cfg = make_cfg(f"data.max_length={length}", model=model)
+        return validate.model_problems(cfg, models.model_config(models.resolve_source(cfg.model)))
+
+    llama = make_cfg(model="tiny_llama")
+    positions = models.model_config(models.resolve_source(llama.model)).max_position_embeddings
+    assert problems("tiny_llama", positions + 1) == []
+    assert problems("tiny_bert", 128) == []
+    assert problems("tiny_bert", 129) != []
 
 
 def test_unknown_group_options_are_listed_with_choices():

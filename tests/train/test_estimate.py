@@ -261,13 +261,13 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
     padded to it."""
     from src.train.run import longest_batch_row, prepare_inputs
 
-    cfg = make_cfg("data.max_length=512")
+    cfg = make_cfg("data.max_length=128")  # all tiny BERT's positions
     inputs = prepare_inputs(cfg)
     lengths = [len(ids) for ids in inputs.tokenized["train"]["input_ids"]]
     assert len(set(lengths)) > 1  # rows of different lengths: the maximum is a real choice
-    assert longest_batch_row(cfg, inputs) == max(lengths) < 512
-    padded = make_cfg("data.max_length=512", "data.pad_to_max_length=true")
-    assert longest_batch_row(padded, inputs) == 512
+    assert longest_batch_row(cfg, inputs) == max(lengths) < 128
+    padded = make_cfg("data.max_length=128", "data.pad_to_max_length=true")
+    assert longest_batch_row(padded, inputs) == 128
 
 
 def _bytes_in_file(tensors, checkpoint) -> int:

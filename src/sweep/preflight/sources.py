@@ -20,7 +20,7 @@ from src.train import validate
 def source_problems(spec, choices: list[Choice]) -> list[str]:
     method = method_param(spec.space)
     findings = Findings(method, [c.name for c in choices])
-    model_seen: dict[str, int | None] = {}
+    model_seen: dict[str, object] = {}  # transformers config (None: not readable)
     data_seen: set[str] = set()
     problems = []
     for choice in choices:
@@ -35,21 +35,21 @@ def source_problems(spec, choices: list[Choice]) -> list[str]:
         if data_key not in data_seen:
             data_seen.add(data_key)
             problems += _data_source(cfg)
-        n_layers = model_seen[model_key]
-        if n_layers is not None:
+        model_config = model_seen[model_key]
+        if model_config is not None:
             values, _ = param_values(spec.space, choice.name)
             check_values(
                 spec.space,
                 choice,
                 values,
-                functools.partial(validate.model_problems, n_layers=n_layers),
+                functools.partial(validate.model_problems, model_config=model_config),
                 findings,
             )
     return unique([*problems, *findings.render()])
 
 
-def _model_source(cfg: DictConfig) -> tuple[list[str], int | None]:
-    """Problems with the model and its tokenizer, and the model's layer count (None: unknown)."""
+def _model_source(cfg: DictConfig) -> tuple[list[str], object]:
+    """Problems with the model and its tokenizer, and its transformers config (None: unknown)."""
     from src.train import models
 
     what = f"model={cfg.model.get('name')}"
@@ -59,7 +59,7 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], int | None]:
     if path is None:
         return problems, None
     _, problems = _attempt(f"{what} tokenizer", models.resolve_tokenizer_path, cfg.model, path)
-    return problems, models.num_hidden_layers(path)
+    return problems, models.model_config(path)
 
 
 def _data_source(cfg: DictConfig) -> list[str]:
