@@ -3,11 +3,12 @@ check group options before Hydra does: Hydra stops at the first unknown one, we 
 
 from __future__ import annotations
 
+import difflib
 import functools
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError, first_line
 
@@ -37,7 +38,49 @@ def compose_checked(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - Hydra raises many types; the user needs the text
-        raise ConfigError([f"{type(err).__name__}: {first_line(err)}"]) from err
+        unknown = unknown_key_problems(overrides) if "Could not override" in str(err) else []
+        raise ConfigError(unknown or [f"{type(err).__name__}: {first_line(err)}"]) from err
+
+
+def unknown_key_problems(overrides: list[str]) -> list[str]:
+    """Every `key=value` override whose key the config does not have (Hydra names only the
+    first, as "Could not override"), with the keys that are there, found by composing without
+    them: a typo's right spelling is usually among its siblings."""
+    plain, rest = [], []
+    for text in overrides:
+        try:
+            override = override_parser().parse_override(text)
+        except Exception:  # noqa: BLE001 - bad syntax: Hydra reports it
+            return []
+        changes_a_key = override.type.name == "CHANGE" and not override.package
+        is_key = changes_a_key and not (CONF_DIR / override.key_or_group).is_dir()
+        (plain if is_key else rest).append((text, override.key_or_group))
+    try:
+        cfg = compose_config([text for text, _ in rest])
+    except Exception:  # noqa: BLE001 - the other overrides fail too: Hydra's message says how
+        return []
+    return [_unknown_key(cfg, key) for _, key in plain if _absent(cfg, key)]
+
+
+def _absent(cfg: DictConfig, key: str) -> bool:
+    return OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False) is ABSENT
+
+
+def _unknown_key(cfg: DictConfig, key: str) -> str:
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if isinstance(node, DictConfig):
+        siblings = sorted(map(str, node.keys()))
+        close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.6)
+        prefix = f"{parent}." if parent else ""
+        there = (
+            f"; did you mean {prefix}{close[0]}?"
+            if close
+            else f"; {parent or 'the top level'} has: {', '.join(siblings)}"
+        )
+    else:
+        there = f"; {parent} is not a group of settings either" if parent else ""
+    return f"{key} is not a setting of this config{there} (a new key is added with +{key}=...)"
 
 
 def group_options(group: str) -> list[str]:

@@ -118,6 +118,22 @@ def test_only_learned_position_tables_limit_the_sequence(make_cfg):
     assert problems("tiny_bert", 129) != []
 
 
+def test_every_unknown_key_is_named_with_what_is_there():
+    """Hydra stops at the first key it cannot override; the error names them all, with the
+    likely spelling or the keys of the group they were meant for."""
+    from src.train.config import compose_checked
+
+    overrides = ["model=tiny_bert", "data.batchsize=3", "optim.learning_rate=1e-3", "seed=1"]
+    with pytest.raises(ConfigError) as err:
+        compose_checked(overrides)
+    batch, rate = err.value.problems
+    assert batch.startswith("data.batchsize is not a setting of this config; did you mean ")
+    assert "data.batch_size?" in batch
+    assert rate.startswith("optim.learning_rate is not a setting of this config; optim has: ")
+    assert ", lr, " in rate and "+optim.learning_rate=..." in rate
+    assert compose_checked(["+extra_note=hello"]).extra_note == "hello"  # + still adds a key
+
+
 def test_unknown_group_options_are_listed_with_choices():
     with pytest.raises(ConfigError) as err:
         compose_config(["adapter=lorax", "quant=nf5", "model=tiny_bert"])
