@@ -437,3 +437,13 @@ def test_a_full_precision_estimate_does_not_load_lightning():
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "Estimated training peak" in done.stdout
     assert done.stdout.rstrip().endswith("[]"), done.stdout
+
+
+def test_the_cli_names_every_flag_it_does_not_take(capsys):
+    from src.train.estimate.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--bogus", "model=tiny_bert", "-v"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "--bogus: not an option" in err and "-v: not an option" in err

@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from src.errors import exit_on_config_error
+from src.errors import ConfigError, exit_on_config_error
 
 USAGE = __doc__.split("\n\n")[0]
 
@@ -30,6 +30,15 @@ def main(argv: list[str] | None = None) -> None:
 
     quiet_libraries()
     with exit_on_config_error():
+        flags = [a for a in overrides if a.startswith("-")]
+        if flags:
+            raise ConfigError(
+                [
+                    f"{flag}: not an option; src.estimate takes key=value overrides and --json (see "
+                    "--help)"
+                    for flag in flags
+                ]
+            )
         cfg = checked_config(overrides)
         from src.train.estimate import available_memory_mb, estimate, format_estimate
 
