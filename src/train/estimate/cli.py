@@ -30,15 +30,9 @@ def main(argv: list[str] | None = None) -> None:
 
     quiet_libraries()
     with exit_on_config_error():
-        flags = [a for a in overrides if a.startswith("-")]
-        if flags:
-            raise ConfigError(
-                [
-                    f"{flag}: not an option; src.estimate takes key=value overrides and --json (see "
-                    "--help)"
-                    for flag in flags
-                ]
-            )
+        if flags := [a for a in overrides if a.startswith("-")]:
+            allowed = "src.estimate takes key=value overrides and --json (see --help)"
+            raise ConfigError([f"{flag}: not an option; {allowed}" for flag in flags])
         cfg = checked_config(overrides)
         from src.train.estimate import available_memory_mb, estimate, format_estimate
 
