@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 ROWS = [
     (
         "accuracy",
@@ -43,9 +45,14 @@ def format_summary(title: str, metrics: dict[str, float], run_id: str | None) ->
     lines = [f"== {title} " + "=" * max(0, 70 - len(title))]
     for group, cells in ROWS:
         parts = [
-            f"{label} {fmt.format(metrics[key])}" for key, label, fmt in cells if key in metrics
+            f"{label} {_cell(metrics[key], fmt)}" for key, label, fmt in cells if key in metrics
         ]
         lines.append(f"  {group:<9}" + "   ".join(parts))
     if run_id:
         lines.append(f"  mlflow    run {run_id}  (make ui)")
     return "\n".join(lines)
+
+
+def _cell(value: float, fmt: str) -> str:
+    # NaN is "not measured" (step time needs batches past the 2 warm-up ones): say so, not nan.
+    return "n/a" if isinstance(value, float) and math.isnan(value) else fmt.format(value)

@@ -125,3 +125,12 @@ def test_console_script_and_its_tab_completion():
     )
     assert proc.returncode == 0
     assert set(proc.stdout.split()) >= {"adapter=lora", "adapter=prompt", "adapter=full"}
+
+
+def test_the_summary_says_what_was_not_measured():
+    """A run too short for a step time (2 warm-up batches) has NaN there: printed as n/a."""
+    from src.train.summary import format_summary
+
+    text = format_summary("run", {"mem/peak_mb": 512.4, "time/step_ms": float("nan")}, None)
+    assert "peak MB 512" in text
+    assert "step ms n/a" in text and "nan" not in text
