@@ -204,8 +204,8 @@ def _parse(setting: Setting, text: str) -> tuple[object, str | None]:
         if text.lower() not in TRUE + FALSE:
             return text, f"{setting.key}={text!r}: must be true or false"
         return text.lower() in TRUE, None
-    if setting.kind is str:
-        return text, None
+    if setting.kind is str:  # empty would be taken as a name: an unnamed study, a path ''
+        return text, None if text.strip() else f"{setting.key}='': must not be empty (leave it out)"
     try:
         value = setting.kind(text)
     except ValueError:

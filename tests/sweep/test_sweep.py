@@ -217,12 +217,13 @@ def test_cli_args_split_into_settings_and_trial_overrides():
     assert (settings["workers"], settings["oom.retry"], settings["max_failures"]) == (4, True, 2)
     assert overrides == ["model=tiny_bert", "trainer.max_steps=5"]
     with pytest.raises(ConfigError) as err:
-        parse_args(["n_trials=many", "workers=0", "oom.retry=maybe", "nokey"])
+        parse_args(["n_trials=many", "workers=0", "oom.retry=maybe", "nokey", "study_name="])
     for needle in (
         "n_trials='many'",
         "workers=0",
         "oom.retry='maybe'",
         "'nokey': expected key=value",
+        "study_name='': must not be empty",  # it ran a sweep into a study named ''
     ):
         assert needle in str(err.value)
 
