@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
+
 from src.sweep.cli import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +68,8 @@ def test_status_of_a_missing_study_creates_nothing(tmp_path):
     proc = run(sys.executable, "-m", "src.sweep", "status", "study_name=nope", f"storage={storage}")
     assert proc.returncode == 2 and "study_name=nope: no such study" in proc.stderr
     assert not (tmp_path / "optuna.db").exists()  # looking did not create the storage
+    for name in ("lora_b", "lora_a"):
+        optuna.create_study(study_name=name, storage=storage)
+    proc = run(sys.executable, "-m", "src.sweep", "status", "study_name=lora", f"storage={storage}")
+    assert "study_name=lora: no such study" in proc.stderr
+    assert "its studies: lora_a, lora_b" in proc.stderr  # the name that was meant, likely

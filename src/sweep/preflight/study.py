@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from src.errors import first_line
@@ -45,37 +46,78 @@ def _stored_study(study_name: str, url: str) -> tuple[tuple[list[str], dict] | N
     """(directions, user attrs) of the stored study, or None; nothing is created in the storage
     (optuna.load_study alone would create the file and tables)."""
     import optuna
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
 
     if url.startswith("grpc://"):
         return _stored_study_via_proxy(study_name, url)
-    parsed = make_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and not Path(parsed.database).is_file():
-        return None, []
-    engine_kwargs = {"connect_args": {"timeout": 10}} if sqlite else {}
-    engine = sqlalchemy.create_engine(url, **engine_kwargs)
     try:
-        if not sqlalchemy.inspect(engine).has_table("studies"):
-            return None, []
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, skip_table_creation=True
-        )
-        try:
+        with _existing_tables(url) as storage:
+            if storage is None:
+                return None, []
             study = optuna.load_study(
                 study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler()
             )
             return ([d.name.lower() for d in study.directions], dict(study.user_attrs)), []
-        except KeyError:
-            return None, []
-        finally:
-            storage.engine.dispose()
+    except KeyError:
+        return None, []
     except Exception as err:  # noqa: BLE001 - old schema (RuntimeError), locked or corrupt file
         reason = first_line(err)
         return None, [f"storage={display_url(url)}: cannot read study '{study_name}': {reason}"]
+
+
+@contextlib.contextmanager
+def _existing_tables(url: str):
+    """An Optuna RDBStorage on the database's existing tables, or None where it has none (no
+    file, no tables): reading must not create them, as Optuna's own storage would."""
+    import optuna
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and not Path(parsed.database).is_file():
+        yield None
+        return
+    engine_kwargs = {"connect_args": {"timeout": 10}} if sqlite else {}
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        if not sqlalchemy.inspect(engine).has_table("studies"):
+            yield None
+            return
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, skip_table_creation=True
+        )
+        try:
+            yield storage
+        finally:
+            storage.engine.dispose()
     finally:
         engine.dispose()
+
+
+def _stored_names(url: str) -> str:
+    """'; its studies: a, b' (the first 10), for the error of a study name that is not there;
+    read like the study itself, creating nothing."""
+    import optuna
+
+    try:
+        if url.startswith("grpc://"):
+            from src.sweep.grpc_proxy import open_proxy
+
+            proxy = open_proxy(url)
+            try:
+                names = optuna.get_all_study_names(storage=proxy)
+            finally:
+                proxy.close()
+        else:
+            with _existing_tables(url) as storage:
+                names = [] if storage is None else optuna.get_all_study_names(storage=storage)
+    except Exception:  # noqa: BLE001 - only a hint: the error stands without it
+        return ""
+    if not names:
+        return "; it holds no study yet"
+    names = sorted(names)
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return f"; its studies: {', '.join(names[:10])}{more}"
 
 
 def _stored_study_via_proxy(study_name: str, url: str):
@@ -108,11 +150,14 @@ def load_stored_study(study_name: str, storage: str):
     from src.sweep.storage import open_storage  # a URL, or the gRPC proxy's client
 
     problems = storage_problems(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not problems and not stored_study_exists(study_name, storage):
-        problems.append(f"study_name={study_name}: no such study in {display_url(storage)}")
+        problems.append(
+            f"study_name={study_name}: no such study in {display_url(storage)}"
+            f"{_stored_names(storage)}"
+        )
     if problems:
         raise ConfigError(problems)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=study_name, storage=open_storage(storage))
 
 
