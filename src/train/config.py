@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -39,7 +40,25 @@ def compose_checked(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         raise
     except Exception as err:  # noqa: BLE001 - Hydra raises many types; the user needs the text
         unknown = unknown_key_problems(overrides) if "Could not override" in str(err) else []
-        raise ConfigError(unknown or [f"{type(err).__name__}: {first_line(err)}"]) from err
+        unchosen = _unchosen_group(str(err), overrides)
+        raise ConfigError(
+            unknown or unchosen or [f"{type(err).__name__}: {first_line(err)}"]
+        ) from err
+
+
+def _unchosen_group(message: str, overrides: list[str]) -> list[str]:
+    """`experiment=X` for a group the config does not choose by default: Hydra says "No match in
+    the defaults list"; the user needs the + that adds it."""
+    found = re.match(r"Could not override '([\w/]+)'\. No match in the defaults list", message)
+    if not found:
+        return []
+    group = found.group(1)
+    given = [o for o in overrides if o.startswith(f"{group}=")]
+    value = given[0].partition("=")[2] if given else "NAME"
+    return [
+        f"{group}={value}: no {group} is chosen by default, so one is added, with a +: "
+        f"+{group}={value}"
+    ]
 
 
 def unknown_key_problems(overrides: list[str]) -> list[str]:

@@ -132,6 +132,9 @@ def test_every_unknown_key_is_named_with_what_is_there():
     assert rate.startswith("optim.learning_rate is not a setting of this config; optim has: ")
     assert ", lr, " in rate and "+optim.learning_rate=..." in rate
     assert compose_checked(["+extra_note=hello"]).extra_note == "hello"  # + still adds a key
+    with pytest.raises(ConfigError) as err:
+        compose_checked(["experiment=qlora_r8"])  # no experiment by default: it needs the +
+    assert err.value.problems[0].endswith("with a +: +experiment=qlora_r8")
 
 
 def test_unknown_group_options_are_listed_with_choices():
