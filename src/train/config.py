@@ -102,6 +102,11 @@ def _unknown_key(cfg: DictConfig, key: str) -> str:
     return f"{key} is not a setting of this config{there} (a new key is added with +{key}=...)"
 
 
+def virtual_tokens(cfg: DictConfig) -> int:
+    """Prompt or prefix tokens the adapter puts before every input (0 for the other methods)."""
+    return int(OmegaConf.select(cfg, "adapter.peft.num_virtual_tokens") or 0)
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 

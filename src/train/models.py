@@ -181,7 +181,7 @@ def device_of(cfg: DictConfig) -> str:
     return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
-def model_config(model_path: str, **config_kwargs):
+def read_hf_config(model_path: str, **config_kwargs):
     """The model's transformers config alone (no weights loaded), for validation; None where
     transformers cannot read it (unknown architectures are checked later, at load time)."""
     from transformers import AutoConfig

@@ -44,7 +44,7 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
     model_path = tokenizer = labels = None
     try:
         model_path = models.resolve_source(cfg.model)
-        problems += validate.model_problems(cfg, models.model_config(model_path))
+        problems += validate.model_problems(cfg, models.read_hf_config(model_path))
         tokenizer = models.load_tokenizer(models.resolve_tokenizer_path(cfg.model, model_path))
     except ConfigError as err:
         problems += err.problems

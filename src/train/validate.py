@@ -9,7 +9,7 @@ from numbers import Real
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.train.config import ABSENT, compose_checked, override_problems
+from src.train.config import ABSENT, compose_checked, override_problems, virtual_tokens
 from src.train.fault_spec import fault_problems
 
 
@@ -257,7 +257,7 @@ def model_problems(cfg: DictConfig, model_config) -> list[str]:
             f"(allowed: 0..{n_layers})"
         )
     positions, length = learned_positions(model_config), cfg.data.max_length
-    virtual = int(OmegaConf.select(cfg, "adapter.peft.num_virtual_tokens") or 0)
+    virtual = virtual_tokens(cfg)
     if positions is not None and _int(length) and length + virtual > positions:
         model = f"model={cfg.model.name} has {positions} (learned position embeddings)"
         # Named by the key a sweep is likelier to vary, so its preflight checks each value.

@@ -109,10 +109,10 @@ def test_only_learned_position_tables_limit_the_sequence(make_cfg):
 
     def problems(model: str, length: int) -> list[str]:
         cfg = make_cfg(f"data.max_length={length}", model=model)
-        return validate.model_problems(cfg, models.model_config(models.resolve_source(cfg.model)))
+        return validate.model_problems(cfg, models.read_hf_config(models.resolve_source(cfg.model)))
 
     llama = make_cfg(model="tiny_llama")
-    positions = models.model_config(models.resolve_source(llama.model)).max_position_embeddings
+    positions = models.read_hf_config(models.resolve_source(llama.model)).max_position_embeddings
     assert problems("tiny_llama", positions + 1) == []
     assert problems("tiny_bert", 128) == []
     assert problems("tiny_bert", 129) != []

@@ -59,7 +59,7 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], object]:
     if path is None:
         return problems, None
     _, problems = _attempt(f"{what} tokenizer", models.resolve_tokenizer_path, cfg.model, path)
-    return problems, models.model_config(path)
+    return problems, models.read_hf_config(path)
 
 
 def _data_source(cfg: DictConfig) -> list[str]:

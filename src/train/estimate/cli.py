@@ -70,7 +70,7 @@ def checked_config(overrides: list[str]):
     validate.raise_if(validate.command_line_problems(overrides))
     cfg = compose_checked(overrides)
     source, kwargs = models.config_source(cfg.model)  # a GGUF model is not converted for this
-    validate.raise_if(validate.model_problems(cfg, models.model_config(source, **kwargs)))
+    validate.raise_if(validate.model_problems(cfg, models.read_hf_config(source, **kwargs)))
     return cfg
 
 

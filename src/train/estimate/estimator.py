@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from src.train import models
+from src.train.config import virtual_tokens
 from src.train.estimate.build import model_config, simulated_model
 from src.train.estimate.calibration import OVERHEAD, overhead_mb
 from src.train.estimate.device import DeviceSpeed
@@ -140,7 +141,7 @@ def simulate(
         batch_size=batch,
         eval_batch_size=eval_batch,
         sequence=seq,
-        virtual_tokens=int(OmegaConf.select(cfg, "adapter.peft.num_virtual_tokens") or 0),
+        virtual_tokens=virtual_tokens(cfg),
         params_total=_logical_params(model),
         params_trainable=sum(p.numel() for p in trainable),
         weights_mb=profile.weights_bytes / MB,
