@@ -34,7 +34,9 @@ def apply_adapter(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
         # transformers 5 renamed gradient_checkpointing_enable (removed in 6): the new name.
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING_KWARGS)
     if cfg.adapter.peft is not None:
-        return get_peft_model(model, peft_config(cfg))
+        config = peft_config(cfg)
+        fill_default_targets(config, getattr(model.config, "model_type", None))
+        return get_peft_model(model, config)
     if cfg.adapter.trainable_top_layers is not None:
         freeze_all_but_top(model, cfg.adapter.trainable_top_layers, cfg.model.head_modules)
     return model
@@ -50,6 +52,39 @@ def peft_config(cfg: DictConfig):
         modules_to_save=list(cfg.model.head_modules) if classification else None,
         _convert_="all",
     )
+
+
+def _default_target_table(config) -> dict | None:
+    """PEFT's table of the layers its method adapts per model_type (None: it has none)."""
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+    from peft.utils import PeftType, constants
+
+    if config.peft_type == PeftType.IA3:  # its tuner keeps the table in constants only
+        return constants.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+    tuner = PEFT_TYPE_TO_TUNER_MAPPING.get(config.peft_type)
+    return getattr(tuner, "target_module_mapping", None)
+
+
+def lacks_default_targets(config, model_type: str | None) -> bool:
+    """Whether PEFT would stop for want of target_modules: the method adapts chosen layers,
+    none are set, and PEFT's table has no entry for this architecture."""
+    table = _default_target_table(config)
+    unset = hasattr(config, "target_modules") and config.target_modules is None
+    return unset and table is not None and model_type not in table
+
+
+def fill_default_targets(config, model_type: str | None) -> None:
+    """Set PEFT's default target_modules on a LoRA config that leaves them unset, as PEFT itself
+    would. Done here because PEFT 0.21 converts the targets of mixture-of-experts models (Mixtral,
+    Qwen-MoE: experts fused in transformers 5) before filling in its defaults, so an unset value
+    became an empty set there, and get_peft_model found no layer to adapt."""
+    from peft.utils import PeftType
+
+    if config.peft_type != PeftType.LORA or config.target_modules is not None:
+        return
+    targets = (_default_target_table(config) or {}).get(model_type)
+    if targets is not None and not getattr(config, "target_parameters", None):
+        config.target_modules = targets if isinstance(targets, str) else set(targets)
 
 
 def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:

@@ -85,3 +85,31 @@ def test_activation_checkpointing_is_on_in_the_run_through_the_current_api(
     ]
     if quant == "none":  # ours; PEFT's preparation of a quantized base calls the old name itself
         assert deprecated == [], deprecated
+
+
+def test_lora_on_a_mixture_of_experts_model_takes_peft_s_default_layers(make_cfg, tmp_path):
+    """PEFT 0.21 remaps the targets of transformers 5's fused-expert models (Mixtral) before it
+    fills in its defaults, so an unset target_modules found no layer; apply_adapter fills them
+    in first: the same q_proj and v_proj PEFT names for Mixtral, on every layer."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from src.train.adapters import apply_adapter
+    from src.train.estimate import estimate
+
+    mixtral = {"model_type": "mixtral", "hidden_size": 32, "intermediate_size": 64,
+               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "num_local_experts": 4, "num_experts_per_tok": 2, "vocab_size": 128}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(mixtral))
+    overrides = ["task=generation", "adapter=lora", f"model.name_or_path={tmp_path}"]
+    with torch.device("meta"):
+        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path))
+    model = apply_adapter(base, make_cfg(*overrides, model="hf"))
+    lora = [name.split(".") for name, _ in model.named_parameters() if "lora_A" in name]
+    assert {n[-4] for n in lora} == {"q_proj", "v_proj"} and {n[4] for n in lora} == {"0", "1"}
+    # The estimate runs its step too (in bf16: transformers' grouped expert matmul on CPU takes
+    # nothing else): r x (in + out) for q (32 -> 32) and v (32 -> 2 kv heads x 8) per layer.
+    est = estimate(make_cfg(*overrides, "precision=bf16-true", model="hf"), timed=False)
+    assert est.params_trainable == 2 * 8 * ((32 + 32) + (32 + 16))

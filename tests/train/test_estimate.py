@@ -447,3 +447,19 @@ def test_the_cli_names_every_flag_it_does_not_take(capsys):
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "--bogus: not an option" in err and "-v: not an option" in err
+
+
+def test_a_step_the_simulation_cannot_run_is_said_in_a_line_not_a_traceback(tmp_path, capsys):
+    """DeBERTa's relative positions pick tokens by value (aten.nonzero): an output shape fake
+    tensors cannot know. The CLI says it cannot estimate and why, and exits 1."""
+    from src.train.estimate.cli import main
+
+    deberta = {"model_type": "deberta-v2", "hidden_size": 32, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 128}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(deberta))
+    with pytest.raises(SystemExit) as done:
+        main(["model=hf", f"model.name_or_path={tmp_path}", "data.max_length=32"])
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: cannot estimate this configuration" in err
+    assert "DynamicOutputShapeException: aten.nonzero" in err and "Traceback" not in err

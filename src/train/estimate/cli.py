@@ -8,6 +8,7 @@ with the same overrides, in seconds, without loading any weights. Bad input prin
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import asdict
 
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
             allowed = "src.estimate takes key=value overrides and --json (see --help)"
             raise ConfigError([f"{flag}: not an option; {allowed}" for flag in flags])
         cfg = checked_config(overrides)
-        from src.train.estimate import available_memory_mb, estimate, format_estimate
+        from src.train.estimate import available_memory_mb, format_estimate
 
-        est = estimate(cfg)
+        est = simulated_estimate(cfg)
     given = cfg.budget.memory_mb
     budget = given if given is not None else available_memory_mb(est.device)
     if as_json:
@@ -60,6 +61,30 @@ def main(argv: list[str] | None = None) -> None:
             else "the RAM available now"
         )
         print(f"{verdict} {where}: {budget:,.0f} MB")
+
+
+def simulated_estimate(cfg):
+    """estimate(cfg); where the simulation itself fails (an architecture whose step fake tensors
+    cannot run: mixture-of-experts routing and DeBERTa's relative positions pick tokens by value,
+    shapes that exist only with real data), one line saying so and exit 1, not a traceback."""
+    from src.errors import config_error_in, first_line
+    from src.train.estimate import estimate
+
+    # The fake-tensor machinery logs the failing op's traceback itself: said once below instead.
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+    try:
+        return estimate(cfg)
+    except Exception as err:  # noqa: BLE001 - bad input is re-raised for its problem block
+        if config_error_in(err) is not None:
+            raise
+        print(
+            f"error: cannot estimate this configuration: simulating its training step on fake "
+            f"tensors (shapes, no data) failed: {type(err).__name__}: {first_line(err)}\n"
+            "src.train and sweeps run it without an estimate (a sweep's budget check then lets "
+            "it start).",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
 
 
 def checked_config(overrides: list[str]):
