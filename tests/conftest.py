@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -55,6 +56,36 @@ def make_cfg(tmp_path, store):
         )
 
     return _make
+
+
+# Tiny hand-written configs of architectures the shipped models do not cover, for config-only
+# checks (validation, the estimate) and, saved by models.random_init, real runs.
+ARCHITECTURES = {
+    "mixtral": {"model_type": "mixtral", "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "num_local_experts": 4, "num_experts_per_tok": 2, "vocab_size": 128},
+    # DeBERTa-v3's attention: relative positions only (none added to the input).
+    "deberta-v3": {"model_type": "deberta-v2", "hidden_size": 32, "intermediate_size": 64,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 1000,
+                   "relative_attention": True, "position_biased_input": False,
+                   "pos_att_type": ["p2c", "c2p"], "position_buckets": 256,
+                   "norm_rel_ebd": "layer_norm", "share_att_key": True},
+    "distilbert": {"model_type": "distilbert", "dim": 32, "n_layers": 2, "n_heads": 4,
+                   "hidden_dim": 64, "vocab_size": 128},
+}  # fmt: skip
+
+
+@pytest.fixture
+def config_only(tmp_path):
+    """A model folder holding only the config.json of one of ARCHITECTURES (no weights)."""
+
+    def _write(name: str) -> str:
+        folder = tmp_path / f"config-only-{name}"
+        folder.mkdir(exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(ARCHITECTURES[name]))
+        return str(folder)
+
+    return _write
 
 
 @pytest.fixture

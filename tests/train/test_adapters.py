@@ -87,25 +87,20 @@ def test_activation_checkpointing_is_on_in_the_run_through_the_current_api(
         assert deprecated == [], deprecated
 
 
-def test_lora_on_a_mixture_of_experts_model_takes_peft_s_default_layers(make_cfg, tmp_path):
+def test_lora_on_a_mixture_of_experts_model_takes_peft_s_default_layers(make_cfg, config_only):
     """PEFT 0.21 remaps the targets of transformers 5's fused-expert models (Mixtral) before it
     fills in its defaults, so an unset target_modules found no layer; apply_adapter fills them
     in first: the same q_proj and v_proj PEFT names for Mixtral, on every layer."""
-    import json
-
     import torch
     from transformers import AutoModelForCausalLM
 
     from src.train.adapters import apply_adapter
     from src.train.estimate import estimate
 
-    mixtral = {"model_type": "mixtral", "hidden_size": 32, "intermediate_size": 64,
-               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-               "num_local_experts": 4, "num_experts_per_tok": 2, "vocab_size": 128}  # fmt: skip
-    (tmp_path / "config.json").write_text(json.dumps(mixtral))
-    overrides = ["task=generation", "adapter=lora", f"model.name_or_path={tmp_path}"]
+    path = config_only("mixtral")
+    overrides = ["task=generation", "adapter=lora", f"model.name_or_path={path}"]
     with torch.device("meta"):
-        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path))
+        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
     model = apply_adapter(base, make_cfg(*overrides, model="hf"))
     lora = [name.split(".") for name, _ in model.named_parameters() if "lora_A" in name]
     assert {n[-4] for n in lora} == {"q_proj", "v_proj"} and {n[4] for n in lora} == {"0", "1"}

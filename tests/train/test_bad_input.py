@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 
@@ -219,22 +218,12 @@ def test_missing_data_file_is_named(make_cfg, tmp_path):
         train(make_cfg("data=csv", f"data.train_file={tmp_path}/nope.csv"))
 
 
-def hand_written(folder, **config) -> str:
-    """A model folder holding only a config.json (architecture, no weights)."""
-    (folder / "config.json").write_text(json.dumps(config))
-    return str(folder)
-
-
-TINY_DIMS = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "intermediate_size": 64, "vocab_size": 128}  # fmt: skip
-
-
-def test_a_task_the_architecture_has_no_class_for_is_refused_before_loading(make_cfg, tmp_path):
+def test_a_task_the_architecture_has_no_class_for_is_refused_before_loading(make_cfg, config_only):
     """DeBERTa is an encoder: transformers has no causal-LM class for it, and loading it for
     task=generation failed after the weights were read, with a page-long list of classes."""
     from src.train import models
 
-    path = hand_written(tmp_path, model_type="deberta-v2", **TINY_DIMS)
+    path = config_only("deberta-v3")
 
     def problems(task: str) -> list[str]:
         cfg = make_cfg(f"task={task}", f"model.name_or_path={path}", model="hf")
@@ -246,14 +235,14 @@ def test_a_task_the_architecture_has_no_class_for_is_refused_before_loading(make
     assert problems("classification") == []
 
 
-def test_a_peft_method_without_default_layers_names_the_model_s_linear_layers(make_cfg, tmp_path):
+def test_a_peft_method_without_default_layers_names_the_model_s_linear_layers(
+    make_cfg, config_only
+):
     """PEFT knows which layers LoRA and IA3 adapt per architecture; for one it does not know
     (DistilBERT) it failed after loading the weights. Refused first, with the layers to pick."""
     from src.train import models
 
-    config = {"model_type": "distilbert", "dim": 32, "n_layers": 2, "n_heads": 4,
-              "hidden_dim": 64, "vocab_size": 128}  # fmt: skip
-    path = hand_written(tmp_path, **config)
+    path = config_only("distilbert")
 
     def problems(*overrides: str) -> list[str]:
         cfg = make_cfg(f"model.name_or_path={path}", *overrides, model="hf")

@@ -36,6 +36,10 @@ def model_config(cfg: DictConfig, source: str, num_labels: int, **kwargs):
         ) from err
     if cfg.task.peft_task_type == "SEQ_CLS":
         config.num_labels = num_labels
+        # With no problem_type DeBERTa's loss picks the labelled rows by value (nonzero): a
+        # shape fake tensors cannot know. Every row here is labelled, so its loss is the
+        # single-label one that other models infer (the same tensors, bar a few bytes).
+        config.problem_type = config.problem_type or "single_label_classification"
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = 0  # classification finds the last token through it; its id is moot
     return config

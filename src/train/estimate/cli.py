@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def simulated_estimate(cfg):
-    """estimate(cfg); where the simulation itself fails (an architecture whose step fake tensors
-    cannot run: mixture-of-experts routing and DeBERTa's relative positions pick tokens by value,
-    shapes that exist only with real data), one line saying so and exit 1, not a traceback."""
+    """estimate(cfg); where the simulation itself fails (a step fake tensors cannot run: an op
+    whose output shape depends on the data, a kernel that refuses the dtype, such as the bf16-only
+    grouped matmul of Mixtral's experts on CPU), one line saying so and exit 1, not a
+    traceback."""
     from src.errors import config_error_in, first_line
     from src.train.estimate import estimate
 
