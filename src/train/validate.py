@@ -249,7 +249,8 @@ def model_problems(cfg: DictConfig, model_config) -> list[str]:
 
     if model_config is None:
         return []
-    problems = task_problems(cfg, model_config) + target_problems(cfg, model_config)
+    # Without a class for the task there is no model to look for adapter layers in.
+    problems = task_problems(cfg, model_config) or target_problems(cfg, model_config)
     k, n_layers = cfg.adapter.get("trainable_top_layers"), model_config.num_hidden_layers
     if _int(k) and k > n_layers:
         problems.append(

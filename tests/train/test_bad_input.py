@@ -225,14 +225,16 @@ def test_a_task_the_architecture_has_no_class_for_is_refused_before_loading(make
 
     path = config_only("deberta-v3")
 
-    def problems(task: str) -> list[str]:
-        cfg = make_cfg(f"task={task}", f"model.name_or_path={path}", model="hf")
-        return validate.model_problems(cfg, models.read_hf_config(path))
+    def problems(task: str, folder: str = path) -> list[str]:
+        cfg = make_cfg(f"task={task}", f"model.name_or_path={folder}", model="hf")
+        return validate.model_problems(cfg, models.read_hf_config(folder))
 
     (problem,) = problems("generation")
     assert "task=generation: model_type 'deberta-v2'" in problem
     assert "no AutoModelForCausalLM class" in problem and "task=classification" in problem
     assert problems("classification") == []
+    (problem,) = problems("generation", config_only("distilbert"))  # nor LoRA's default layers
+    assert "task=generation: model_type 'distilbert'" in problem
 
 
 def test_a_peft_method_without_default_layers_names_the_model_s_linear_layers(
