@@ -450,9 +450,9 @@ def test_the_cli_names_every_flag_it_does_not_take(capsys):
 
 
 def test_a_step_the_simulation_cannot_run_is_said_in_a_line_not_a_traceback(config_only, capsys):
-    """transformers 5 runs Mixtral's experts through torch._grouped_mm, which on CPU takes bf16
-    only: a full-precision step fails, in the simulation as in a run. The CLI says it cannot
-    estimate and why, and exits 1."""
+    """transformers 5 runs Mixtral's experts through torch's grouped matmul, whose shape rules
+    (what fake tensors run) take bf16 only, as its CUDA kernel does: a full-precision step cannot
+    be simulated. The CLI says it cannot estimate and why, and exits 1."""
     from src.train.estimate.cli import main
 
     path = config_only("mixtral")

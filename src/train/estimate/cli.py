@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def simulated_estimate(cfg):
     """estimate(cfg); where the simulation itself fails (a step fake tensors cannot run: an op
-    whose output shape depends on the data, a kernel that refuses the dtype, such as the bf16-only
-    grouped matmul of Mixtral's experts on CPU), one line saying so and exit 1, not a
+    whose output shape depends on the data, shape rules that refuse the dtype, such as the
+    bf16-only grouped matmul of Mixtral's experts), one line saying so and exit 1, not a
     traceback."""
     from src.errors import config_error_in, first_line
     from src.train.estimate import estimate
