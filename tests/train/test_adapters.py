@@ -105,6 +105,7 @@ def test_lora_on_a_mixture_of_experts_model_takes_peft_s_default_layers(make_cfg
     lora = [name.split(".") for name, _ in model.named_parameters() if "lora_A" in name]
     assert {n[-4] for n in lora} == {"q_proj", "v_proj"} and {n[4] for n in lora} == {"0", "1"}
     # The estimate runs its step too (in bf16: the shape rules of torch's grouped matmul, which
-    # runs the experts, take nothing else): r x (in + out) for q (32 -> 32) and v (32 -> 2 kv heads x 8) per layer.
+    # runs the experts, take nothing else): r x (in + out) for q (32 -> 32) and v (32 -> 2 kv
+    # heads x 8) per layer.
     est = estimate(make_cfg(*overrides, "precision=bf16-true", model="hf"), timed=False)
     assert est.params_trainable == 2 * 8 * ((32 + 32) + (32 + 16))

@@ -476,3 +476,20 @@ def test_deberta_v3_is_estimated_as_it_measures(tmp_path, config_only):
     )
     expected = estimate(cfg, timed=False).tensor_peak_mb
     assert expected == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.15)
+
+
+def test_a_grouped_matmul_costs_what_the_same_rows_cost_in_one_matmul():
+    """A mixture-of-experts layer multiplies each token by one expert's weight (torch's grouped
+    matmul, which torch's FLOP counter has no formula for): forward and backward cost 3 x 2SKN,
+    as one S x K by K x N matmul does, and are timed as matmuls."""
+    from src.train.estimate.step import OpCost
+
+    tokens, k, n = 16, 32, 48
+    x = torch.randn(tokens, k, dtype=torch.bfloat16, requires_grad=True)
+    experts = torch.randn(2, k, n, dtype=torch.bfloat16, requires_grad=True)
+    counter = OpCost()
+    with counter:
+        out = torch.nn.functional.grouped_mm(x, experts, offs=torch.tensor([8, 16]).int())
+        (out * torch.randn_like(out)).sum().backward()
+    assert counter.record.flops == 3 * 2 * tokens * k * n
+    assert len(counter.record.matmul_shapes) == 3

@@ -55,7 +55,7 @@ class OpCost(TorchDispatchMode):
         super().__init__()
         from torch.utils.flop_counter import flop_registry
 
-        self.formulas = flop_registry
+        self.formulas = {**flop_registry, torch.ops.aten._grouped_mm: _grouped_mm_flops}
         self.record = OpRecord()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -78,6 +78,14 @@ class OpCost(TorchDispatchMode):
             else:
                 self.record.bytes += moved
         return out
+
+
+def _grouped_mm_flops(mat_a, mat_b, *args, out_val, **kwargs) -> int:
+    """FLOPs of a grouped matmul (a mixture-of-experts layer's experts; torch has no formula):
+    each output element is a dot product as long as mat_a's last dimension, which, where both
+    operands are 2-D (the experts' weight gradient), the groups split between them."""
+    groups = out_val.shape[0] if mat_a.dim() == 2 and mat_b.dim() == 2 else 1
+    return 2 * out_val.numel() * mat_a.shape[-1] // groups
 
 
 def _tensors(value) -> list[torch.Tensor]:
