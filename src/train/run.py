@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.train import distributed, measure, models, tokenized, tracking, validate
+from src.train import distributed, measure, model_checks, models, tokenized, tracking, validate
 from src.train.adapters import apply_adapter, count_parameters
 from src.train.checkpoint_io import StreamingCheckpointIO
 from src.train.divergence import DivergenceGuard
@@ -44,7 +44,7 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
     model_path = tokenizer = labels = None
     try:
         model_path = models.resolve_source(cfg.model)
-        problems += validate.model_problems(cfg, models.read_hf_config(model_path))
+        problems += model_checks.model_problems(cfg, models.read_hf_config(model_path))
         tokenizer = models.load_tokenizer(models.resolve_tokenizer_path(cfg.model, model_path))
     except ConfigError as err:
         problems += err.problems

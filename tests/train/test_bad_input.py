@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from src.errors import ConfigError
-from src.train import compose_config, train, validate
+from src.train import compose_config, model_checks, train, validate
 
 CASES = [
     (["optim.lr=0"], ["optim.lr=0 is invalid: must be a number > 0"]),
@@ -109,7 +109,9 @@ def test_only_learned_position_tables_limit_the_sequence(make_cfg):
 
     def problems(model: str, length: int) -> list[str]:
         cfg = make_cfg(f"data.max_length={length}", model=model)
-        return validate.model_problems(cfg, models.read_hf_config(models.resolve_source(cfg.model)))
+        return model_checks.model_problems(
+            cfg, models.read_hf_config(models.resolve_source(cfg.model))
+        )
 
     llama = make_cfg(model="tiny_llama")
     positions = models.read_hf_config(models.resolve_source(llama.model)).max_position_embeddings
@@ -227,7 +229,7 @@ def test_a_task_the_architecture_has_no_class_for_is_refused_before_loading(make
 
     def problems(task: str, folder: str = path) -> list[str]:
         cfg = make_cfg(f"task={task}", f"model.name_or_path={folder}", model="hf")
-        return validate.model_problems(cfg, models.read_hf_config(folder))
+        return model_checks.model_problems(cfg, models.read_hf_config(folder))
 
     (problem,) = problems("generation")
     assert "task=generation: model_type 'deberta-v2'" in problem
@@ -248,7 +250,7 @@ def test_a_peft_method_without_default_layers_names_the_model_s_linear_layers(
 
     def problems(*overrides: str) -> list[str]:
         cfg = make_cfg(f"model.name_or_path={path}", *overrides, model="hf")
-        return validate.model_problems(cfg, models.read_hf_config(path))
+        return model_checks.model_problems(cfg, models.read_hf_config(path))
 
     (lora,) = problems("adapter=lora")
     assert lora.startswith("adapter.peft.target_modules: PEFT has no default layers")

@@ -14,7 +14,7 @@ from src.sweep.configs import Choice
 from src.sweep.preflight.findings import Findings, unique
 from src.sweep.preflight.values import check_values
 from src.sweep.space import method_param, param_values
-from src.train import validate
+from src.train import model_checks, validate
 
 
 def source_problems(spec, choices: list[Choice]) -> list[str]:
@@ -42,7 +42,7 @@ def source_problems(spec, choices: list[Choice]) -> list[str]:
                 spec.space,
                 choice,
                 values,
-                functools.partial(validate.model_problems, model_config=model_config),
+                functools.partial(model_checks.model_problems, model_config=model_config),
                 findings,
             )
     return unique([*problems, *findings.render()])

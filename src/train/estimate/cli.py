@@ -90,13 +90,13 @@ def simulated_estimate(cfg):
 
 def checked_config(overrides: list[str]):
     """Compose and validate as src.train does (every problem at once), model source included."""
-    from src.train import models, validate
+    from src.train import model_checks, models, validate
     from src.train.config import compose_checked
 
     validate.raise_if(validate.command_line_problems(overrides))
     cfg = compose_checked(overrides)
     source, kwargs = models.config_source(cfg.model)  # a GGUF model is not converted for this
-    validate.raise_if(validate.model_problems(cfg, models.read_hf_config(source, **kwargs)))
+    validate.raise_if(model_checks.model_problems(cfg, models.read_hf_config(source, **kwargs)))
     return cfg
 
 
