@@ -8,10 +8,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from src.train.config import ABSENT, virtual_tokens
-
-
-def _int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+from src.train.validate import _int
 
 
 def model_problems(cfg: DictConfig, model_config) -> list[str]:
