@@ -439,6 +439,20 @@ def test_a_full_precision_estimate_does_not_load_lightning():
     assert done.stdout.rstrip().endswith("[]"), done.stdout
 
 
+def test_bad_input_is_answered_before_torch_is_imported():
+    """A mistyped override is named in well under a second; torch + transformers are seconds."""
+    code = (
+        "import sys; from src.train.estimate.cli import main\n"
+        "try: main(sys.argv[1:])\n"
+        "except SystemExit as done: print(done.code, sorted({'torch', 'transformers'} & "
+        "set(sys.modules)))"
+    )
+    command = [sys.executable, "-c", code, "model=tiny_bert", "data.batch_size=-3"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "data.batch_size=-3 is invalid" in done.stderr
+    assert done.stdout.strip() == "2 []"
+
+
 def test_the_cli_names_every_flag_it_does_not_take(capsys):
     from src.train.estimate.cli import main
 

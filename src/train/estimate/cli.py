@@ -27,9 +27,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     as_json = "--json" in argv
     overrides = [a for a in argv if a != "--json"]
-    from src.train.quiet import quiet_libraries
-
-    quiet_libraries()
     with exit_on_config_error():
         if flags := [a for a in overrides if a.startswith("-")]:
             allowed = "src.estimate takes key=value overrides and --json (see --help)"
@@ -90,11 +87,18 @@ def simulated_estimate(cfg):
 
 def checked_config(overrides: list[str]):
     """Compose and validate as src.train does (every problem at once), model source included."""
-    from src.train import model_checks, models, validate
+    from src.train import validate
     from src.train.config import compose_checked
 
     validate.raise_if(validate.command_line_problems(overrides))
     cfg = compose_checked(overrides)
+    # Imported only now: the model code pulls in torch and transformers (seconds), which a
+    # mistyped override should not wait for. Quieted first: some speak at import time.
+    from src.train.quiet import quiet_libraries
+
+    quiet_libraries()
+    from src.train import model_checks, models
+
     source, kwargs = models.config_source(cfg.model)  # a GGUF model is not converted for this
     validate.raise_if(model_checks.model_problems(cfg, models.read_hf_config(source, **kwargs)))
     return cfg
