@@ -238,22 +238,22 @@ def _checked(settings: dict, overrides: list[str]):
     """The sweep file, then everything a trial needs (src/sweep/preflight/)."""
     from src.sweep.gpus import device_problems
     from src.sweep.preflight import preflight
-    from src.sweep.process.runner import start_fork_server
+    from src.sweep.process.runner import fork_server_warming
     from src.sweep.slurm import launcher_problems
     from src.sweep.spec import load_spec
 
-    if settings.get("workers", 1) == 1 and settings.get("launcher", "local") == "local":
-        start_fork_server()  # first: its imports overlap these checks (see there)
-    spec = load_spec(settings["sweep"], overrides)
-    spec.max_failures = settings.get("max_failures", spec.max_failures)
-    spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
-    study_name = settings.get("study_name", spec.name)
-    storage = settings["storage"] if "storage" in settings else default_storage()
-    problems = launcher_problems(settings, storage, SLURM_ONLY)
-    problems += [] if problems else device_problems(spec, overrides, settings)
-    if problems:
-        raise ConfigError(problems)
-    preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
+    early = settings.get("workers", 1) == 1 and settings.get("launcher", "local") == "local"
+    with fork_server_warming(early):  # first: its imports overlap these checks (see there)
+        spec = load_spec(settings["sweep"], overrides)
+        spec.max_failures = settings.get("max_failures", spec.max_failures)
+        spec.oom_retry = settings.get("oom.retry", spec.oom_retry)
+        study_name = settings.get("study_name", spec.name)
+        storage = settings["storage"] if "storage" in settings else default_storage()
+        problems = launcher_problems(settings, storage, SLURM_ONLY)
+        problems += [] if problems else device_problems(spec, overrides, settings)
+        if problems:
+            raise ConfigError(problems)
+        preflight(spec, overrides, study_name, storage, settings.get("allow_space_change", False))
     return spec, study_name, storage
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import psutil
 
 from src.sweep.cli import SETTINGS
 
@@ -45,6 +46,24 @@ def test_bad_settings_are_one_error_block_and_exit_2(tmp_path):
     assert proc.stderr.startswith("error: 4 problem(s)") and "Traceback" not in proc.stderr
     assert "budget.memory_mb='lots': must be a number >= 1" in proc.stderr
     assert not (tmp_path / "mlruns").exists()  # nothing was created
+
+
+def test_bad_input_found_after_the_fork_server_started_leaves_no_fork_server(tmp_path):
+    # The fork server starts before the sweep file is read (its imports overlap the checks) and
+    # inherits stdout/stderr: if it outlived the error, it would import for seconds more with
+    # the command's output held open (a pipe reading it, `| tee` or a CI log, would wait).
+    command = [sys.executable, "-m", "src.sweep", "sweep=no_such_sweep"]
+    with open(tmp_path / "err.txt", "w") as err:  # a file, not a pipe: not waited on to close
+        assert subprocess.run(command, stderr=err, cwd=tmp_path, timeout=120).returncode == 2
+    assert "sweep=no_such_sweep: no such file" in (tmp_path / "err.txt").read_text()
+    # Its command line holds the driver's sys.path, whose first entry is tmp_path.
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if "multiprocessing.forkserver" in " ".join(p.info["cmdline"] or [])
+        and str(tmp_path) in " ".join(p.info["cmdline"])
+    ]
+    assert left == []
 
 
 def test_report_help_and_bad_input(tmp_path):

@@ -8,9 +8,12 @@ forking a process that already did it makes the per-trial fixed cost a fraction 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import time
+from multiprocessing import forkserver
 
 from src.sweep import interrupts
 from src.sweep.outcomes import STATE, oom_kill_count, reason_of_exit
@@ -37,12 +40,34 @@ def trial_context():
 def start_fork_server() -> None:
     """Start the fork server now, in the background: its imports (~8 s on 2 cores) then run on
     another core while the driver checks the sweep and sets up (preflight, MLflow parent run,
-    budget estimates) instead of delaying trial #0. Started before the preflight by the command
-    line; on bad input it ends with the driver (a fork server exits when its parent does)."""
+    budget estimates) instead of delaying trial #0."""
     trial_context()
-    from multiprocessing import forkserver
-
     forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def fork_server_warming(start: bool):
+    """start_fork_server() (if start) during the command line's checks; if they fail (bad
+    input), the server is killed at once. Left alone it would run its imports to the end before
+    noticing its parent had gone: seconds of a core, with the command's stdout and stderr held
+    open, so that whatever reads them through a pipe (`| tee`, a CI log, subprocess.run) waits
+    for it after the error was printed."""
+    if start:
+        start_fork_server()
+    try:
+        yield
+    except BaseException:
+        stop_fork_server()
+        raise
+
+
+def stop_fork_server() -> None:
+    # multiprocessing has no public way to stop it; _stop() closes its pipe and reaps it.
+    server = forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server._forkserver_pid, signal.SIGKILL)
+        server._stop()
 
 
 def run_trial(
