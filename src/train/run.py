@@ -23,6 +23,7 @@ from src.train.estimate import estimate
 from src.train.evals import build_evaluations
 from src.train.fault_spec import parse_fault
 from src.train.faults import FaultInjector
+from src.train.final_validation import ValidateAtMaxSteps
 from src.train.summary import format_summary
 from src.train.tasks import TASKS
 
@@ -73,7 +74,10 @@ def build_datamodule(cfg: DictConfig, inputs: Inputs) -> tokenized.TokenizedData
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     # A diverged run stops within one logging interval instead of training on NaN.
-    callbacks: list[pl.Callback] = [DivergenceGuard(every_n_steps=cfg.trainer.log_every_n_steps)]
+    callbacks: list[pl.Callback] = [
+        DivergenceGuard(every_n_steps=cfg.trainer.log_every_n_steps),
+        ValidateAtMaxSteps(),  # a run max_steps ends between two validations: validated at its end
+    ]
     if OmegaConf.select(cfg, "fault") is not None:  # +fault=... drills (src/train/faults.py)
         callbacks.append(FaultInjector(parse_fault(cfg.fault)))
     if cfg.early_stopping.enabled:

@@ -46,6 +46,19 @@ class OptimizerSeen(pl.Callback):
         )
 
 
+def test_a_run_that_max_steps_ends_between_validations_is_validated_at_its_end(make_cfg, store):
+    # 8 batches an epoch, validation at its end (val_check_interval=1.0): 3 steps end the run
+    # before the first scheduled check. Without the final validation there was no val/acc.
+    cfg = make_cfg("data.batch_size=8", "trainer.max_steps=3", "trainer.max_epochs=1")
+    metrics = train(cfg)
+    assert "val/acc" in metrics and "val/loss" in metrics
+    client = MlflowClient(store)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    # One validation (Lightning's record), then the run's final metrics repeat it.
+    logged = [m.value for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert logged == [metrics["val/acc"]] * 2
+
+
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_adamw_runs_fused_and_gradients_are_still_clipped(make_cfg, precision):
     # Lightning refuses clipping for a fused optimizer under any mixed precision; bf16 has no
