@@ -25,6 +25,7 @@ from src.sweep.trial import SweepContext, interrupted
 from src.sweep.urls import display_url
 from src.sweep.workers import run_workers
 from src.train import tracking
+from src.train.quiet import quiet_libraries
 
 
 def run_sweep(
@@ -46,6 +47,7 @@ def run_sweep(
     re-train the confirm[0] best configurations with confirm[1] more seeds each. budget
     (memory_mb, step_ms) overrides the sweep file's."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_libraries()  # the driver's estimates build models: PEFT's deprecation notices, etc.
     n_trials = n_trials or spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
     if workers == 1 and slurm is None:  # started already by the command line; here for callers

@@ -4,6 +4,7 @@ best, the Pareto front over complete trials only, the recommendation, and method
 from __future__ import annotations
 
 import math
+import warnings
 
 import optuna
 import pandas as pd
@@ -146,3 +147,23 @@ def test_behind_best_reads_a_minimized_objective_the_other_way():
     conf = {"name": "none", "behind_best": 0.3}
     losses = [("a", 0.5), ("a", 0.6), ("a", 0.9), ("a", 0.7)]  # 0.9 is 0.4 above the best, 0.7 0.2
     assert pruned_per_trial(conf, losses, direction="minimize") == [False, False, True, False]
+
+
+def test_thin_importances_are_a_caveat_in_the_title_not_console_warnings():
+    from src.sweep.report.plots import _optuna_plots
+
+    # lr_a and lr_b are each sampled by one trial (a short sweep's per-method parameters).
+    study = optuna.create_study(direction="maximize")
+    for method in ["a", "b", "c", "c"]:
+        study.enqueue_trial({"method": method})
+    study.optimize(
+        lambda t: t.suggest_float(f"lr_{t.suggest_categorical('method', ['a', 'b', 'c'])}", 0, 1),
+        n_trials=4,
+    )
+    skipped = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        titles = [title for title, _ in _optuna_plots(study, skipped)]
+    assert [str(w.message) for w in caught] == [] and skipped == []
+    caveat = "(rough: values tried by fewer than 2 trials for lr_a, lr_b)"
+    assert f"Parameter importances {caveat}" in titles

@@ -16,6 +16,7 @@ from src.sweep.preflight.storage import display_url, storage_problems
 from src.sweep.preflight.study import study_problems
 from src.sweep.preflight.values import value_problems
 from src.sweep.spec import SweepSpec
+from src.train.quiet import quiet_libraries
 from src.train.validate import raise_if
 
 __all__ = ["display_url", "preflight", "storage_problems"]
@@ -29,6 +30,7 @@ def preflight(
     allow_space_change: bool = False,
 ) -> None:
     """Raise one ConfigError naming every problem (storage first); return None when all is well."""
+    quiet_libraries()  # the checks below import transformers and PEFT, which speak on use
     problems = storage_problems(storage_url)
     if not problems:  # a study can only be read from a usable storage
         problems += study_problems(spec, study_name, storage_url, allow_space_change)

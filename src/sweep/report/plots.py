@@ -5,6 +5,8 @@ plots where the study has enough trials for them, the recommendation and the tri
 from __future__ import annotations
 
 import html
+import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -127,6 +129,27 @@ def _optuna_plots(study, skipped: list[str]):
         if multi and plot is vis.plot_intermediate_values:
             continue  # multi-objective trials report no intermediate values
         try:
-            yield title, plot(study, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.filterwarnings("always", message="Some regimes for parameter")
+                figure = plot(study, **kwargs)
         except Exception as err:  # noqa: BLE001 - e.g. too few complete trials for importances
             skipped.append(f"{title}: {type(err).__name__}: {first_line(err)[:120]}")
+            continue
+        yield title + _caveat(caught), figure
+
+
+def _caveat(caught: list[warnings.WarningMessage]) -> str:
+    """The importances warn once per parameter with values tried by fewer than 2 trials (every
+    parameter of a short sweep): said once in the plot's title, not as lines on the console.
+    Any other warning is shown as usual."""
+    thin = []
+    for w in caught:
+        if found := re.search(r"parameter `([^`]+)` have less than 2 trials", str(w.message)):
+            thin.append(found.group(1))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return (
+        f" (rough: values tried by fewer than 2 trials for {', '.join(sorted(thin))})"
+        if thin
+        else ""
+    )
