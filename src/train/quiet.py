@@ -14,10 +14,14 @@ import logging
 import os
 import warnings
 
+# Lightning and MLflow set their packages' loggers to INFO when imported (after this runs), so
+# Lightning's speakers are quieted one level down, on loggers it never sets, and MLflow is told
+# through the variable it reads at import.
 QUIET_LOGGERS = {
-    "lightning.pytorch": logging.WARNING,  # GPU/TPU available, Tip banners, val_check notes
-    "lightning.fabric": logging.WARNING,
-    "mlflow": logging.WARNING,  # "Creating initial MLflow database tables..."
+    # GPU/TPU available, Tip banners, val_check notes, "fit stopped: max_steps reached"
+    "lightning.pytorch.utilities.rank_zero": logging.WARNING,
+    "lightning.fabric.utilities.rank_zero": logging.WARNING,
+    "mlflow": logging.WARNING,  # "Creating initial MLflow database tables...", system metrics
     "bitsandbytes": logging.ERROR,  # the optional `kernels` package is missing (CPU)
     "transformers": logging.ERROR,  # load report of a newly initialised head
 }
@@ -26,10 +30,14 @@ QUIET_LOGGERS = {
 def quiet_libraries() -> None:
     # MLflow prints a "View run ..." link per run when it logs to a tracking server.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
+    # On a machine with SLURM, Lightning asks every run not started by srun to be: runs and
+    # sweep trials here are started by this tool (its SLURM workers, docs/cluster.md).
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:

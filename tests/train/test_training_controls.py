@@ -139,6 +139,10 @@ def test_cli_runs_the_product_command(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "val acc" in proc.stdout and "peak MB" in proc.stdout
+    # The console keeps to what a user acts on (src/train/quiet.py): Lightning's and MLflow's
+    # INFO lines (printed twice, once per handler, when Lightning reset its level) are not there.
+    noise = ["GPU available", "Tip:", "fit` stopped", "system_metrics", "MLflow database", "srun"]
+    assert [n for n in noise if n in proc.stderr + proc.stdout] == []
     client = MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [(r.data.tags["method"], r.data.tags["quant"]) for r in runs] == [("lora", "nf4")]
