@@ -55,7 +55,12 @@ TEST_LOCK = Path(tempfile.gettempdir()) / "ftsweep-cluster-tests.lock"
 
 
 @pytest.fixture(autouse=True)
-def one_cluster_test_at_a_time():
+def one_cluster_test_at_a_time(request):
+    """Only tests on the cluster take the lock: a test beside them in the module that needs no
+    cluster ran on the other xdist worker and waited there for a long cluster test (75 s)."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
     with open(TEST_LOCK, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
