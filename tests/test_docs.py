@@ -21,6 +21,7 @@ an entry named without arguments (`ftsweep-train`) is a name.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -159,13 +160,17 @@ def user_files(folder: Path) -> None:
     frame = pd.DataFrame(rows, columns=["text", "label"])
     for name, part in zip("abc", (frame[:40], frame[40:50], frame[50:]), strict=True):
         part.to_parquet(folder / f"{name}.parquet")
-    (folder / "path" / "to").mkdir(parents=True)
+    (folder / "path" / "to" / "llama3-config").mkdir(parents=True)
     shutil.copy(ROOT / "sweeps" / "lora_rank_lr.yaml", folder / "path" / "to" / "my_sweep.yaml")
+    # A model folder holding just its config.json (the command naming it is composed only).
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}
+    (folder / "path" / "to" / "llama3-config" / "config.json").write_text(json.dumps(config))
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
-def test_every_documented_command_runs(doc, tmp_path):
+def test_every_documented_command_runs(doc, tmp_path, monkeypatch):
     user_files(tmp_path)
+    monkeypatch.chdir(tmp_path)  # composed commands' relative paths: the user's folder
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     commands = documented_commands(doc)
     assert commands, f"no commands found in {doc.name}"

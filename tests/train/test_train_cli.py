@@ -134,3 +134,18 @@ def test_the_summary_says_what_was_not_measured():
     text = format_summary("run", {"mem/peak_mb": 512.4, "time/step_ms": float("nan")}, None)
     assert "peak MB 512" in text
     assert "step ms n/a" in text and "nan" not in text
+
+
+def test_a_missing_data_file_is_named_before_torch_is_imported(tmp_path):
+    """The file check is a stat: it comes with the other bad input, not ~20 s of imports later,
+    and a relative path is named with the folder it was looked for in."""
+    code = (
+        "import sys; from src.train.__main__ import main\n"
+        "try: main()\n"
+        "except SystemExit as done: print(done.code, 'torch' in sys.modules)"
+    )
+    args = ["data=csv", "data.train_file=reviews.csv", f"data.test_file={tmp_path}/gone.csv"]
+    proc = run(sys.executable, "-c", code, *args, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert proc.stdout.strip() == "2 False", proc.stdout + proc.stderr
+    assert f"data.train_file: no such file 'reviews.csv' (relative to {tmp_path})" in proc.stderr
+    assert f"data.test_file: no such file '{tmp_path}/gone.csv'\n" in proc.stderr
