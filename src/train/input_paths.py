@@ -14,14 +14,22 @@ PATH_PREFIXES = ("/", "./", "../", "~")
 
 
 def input_path_problems(cfg: DictConfig) -> list[str]:
+    return data_file_problems(cfg) + model_path_problems(cfg)
+
+
+def data_file_problems(cfg: DictConfig) -> list[str]:
     files = {key: OmegaConf.select(cfg, f"data.{key}") for key in DATA_FILE_KEYS}
-    problems = missing_file_problems({k: v for k, v in files.items() if isinstance(v, str)})
+    return missing_file_problems({k: v for k, v in files.items() if isinstance(v, str)})
+
+
+def model_path_problems(cfg: DictConfig) -> list[str]:
+    """model=hf's name_or_path where it can only be a local folder."""
     source = OmegaConf.select(cfg, "model.source", default=None)
     if isinstance(source, DictConfig) and source.get("_target_", "").endswith(".hub_or_path"):
         name = OmegaConf.select(cfg, "model.name_or_path", throw_on_missing=False)
         if isinstance(name, str) and (name.startswith(PATH_PREFIXES) or name.count("/") > 1):
-            problems += model_folder_problems(name)
-    return problems
+            return model_folder_problems(name)
+    return []
 
 
 def missing_file_problems(files: dict[str, str]) -> list[str]:

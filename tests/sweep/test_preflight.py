@@ -311,6 +311,9 @@ def test_bad_input_is_found_before_any_trial(
     for needle in expected:
         assert needle.format(**fill) in str(err.value), needle
     assert len(err.value.problems) == len(set(err.value.problems))  # deduplicated
+    # nor said twice, by the value check of the base config and again by the source check
+    said = [p.removeprefix("base: ") for p in err.value.problems]
+    assert len(said) == len(set(said)), err.value.problems
 
 
 def test_only_the_sampled_token_counts_past_the_positions_are_reported(tmp_path, data_files):

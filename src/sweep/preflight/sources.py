@@ -15,6 +15,7 @@ from src.sweep.preflight.findings import Findings, unique
 from src.sweep.preflight.values import check_values
 from src.sweep.space import method_param, param_values
 from src.train import model_checks, validate
+from src.train.input_paths import data_file_problems, model_path_problems
 
 
 def source_problems(spec, choices: list[Choice]) -> list[str]:
@@ -53,8 +54,8 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], object]:
     from src.train import models
 
     what = f"model={cfg.model.get('name')}"
-    if validate.unset_problems(cfg.model, "model"):  # the value check reports them
-        return [], None
+    if validate.unset_problems(cfg.model, "model") or model_path_problems(cfg):
+        return [], None  # the value check reports them
     path, problems = _attempt(what, models.resolve_source, cfg.model)
     if path is None:
         return problems, None
@@ -65,8 +66,8 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], object]:
 def _data_source(cfg: DictConfig) -> list[str]:
     from src.train.tasks import TASKS
 
-    if validate.unset_problems(cfg.data, "data"):  # the value check reports them
-        return []
+    if validate.unset_problems(cfg.data, "data") or data_file_problems(cfg):
+        return []  # the value check reports them
     load = TASKS[cfg.task.name].load_splits
     _, problems = _attempt(f"data={cfg.data.get('name')}", load, cfg, cfg.seed)
     return problems
