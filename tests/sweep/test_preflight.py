@@ -202,6 +202,17 @@ CASES = [
         ["data.train_file: no such file '/nonexistent/data.csv'"],
     ),
     (
+        "data-file-missing-beside-a-malformed-one",
+        {},
+        ["data.train_file={data}/bad.csv", "data.test_file=/nonexistent/test.csv"],
+        STORE,
+        None,
+        [
+            "data.test_file: no such file '/nonexistent/test.csv'",
+            "data.train_file={data}/bad.csv: malformed csv at line 3: expected 2 fields",
+        ],
+    ),
+    (
         "data-column-missing",
         {},
         ["data.train_file={data}/no_text.csv"],
@@ -270,6 +281,7 @@ def data_files(tmp_path_factory):
     rows = "\n".join(f"sample text number {i},{'pos' if i % 2 else 'neg'}" for i in range(40))
     (folder / "train.csv").write_text(f"text,label\n{rows}\n")
     (folder / "no_text.csv").write_text(f"sentence,label\n{rows}\n")
+    (folder / "bad.csv").write_text("text,label\na,pos\nb,neg,oops\nc,pos\n")
     return folder
 
 

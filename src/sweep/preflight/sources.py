@@ -66,11 +66,14 @@ def _model_source(cfg: DictConfig) -> tuple[list[str], object]:
 def _data_source(cfg: DictConfig) -> list[str]:
     from src.train.tasks import TASKS
 
-    if validate.unset_problems(cfg.data, "data") or data_file_problems(cfg):
-        return []  # the value check reports them
+    if validate.unset_problems(cfg.data, "data"):  # the value check reports them
+        return []
     load = TASKS[cfg.task.name].load_splits
     _, problems = _attempt(f"data={cfg.data.get('name')}", load, cfg, cfg.seed)
-    return problems
+    # The loader names missing files too; the value check has said them. The other files are
+    # still read, so a malformed one comes in the same error.
+    missing = set(data_file_problems(cfg))
+    return [p for p in problems if p not in missing]
 
 
 def _attempt(what: str, fn, *args):
