@@ -4,7 +4,7 @@ Peak memory and step time of a configuration before it runs; the code lives in
 src/train/estimate/.
 """
 
-from src.train.estimate.cli import main
+from src.train.estimate.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

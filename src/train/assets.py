@@ -54,12 +54,44 @@ def gguf_config_source(
     package: str, filename: str, cache_dir: str, pip_name: str
 ) -> tuple[str, dict]:
     """Where the config of a GGUF model can be read without converting (loading) its weights:
-    the converted folder when it exists, else the GGUF file's own metadata."""
+    the converted folder when it exists, else a folder holding the config alone, read from the
+    GGUF file's metadata once and kept in the cache beside it. Reading it from the file parses
+    the whole header, the tokenizer's vocabulary included (7 s for SmolLM2's on 2 cores), and an
+    estimate reads the config twice (its check, then its model). Where that folder cannot be
+    written (a read-only cache), or the file not read, the file itself: its reader then says
+    what is wrong."""
     gguf_path = _gguf_file(package, filename, pip_name)
     folder = Path(cache_dir) / "gguf" / f"{gguf_path.stem}-{_sha256(gguf_path)[:16]}"
     if _complete(folder):
         return str(folder), {}
+    config_only = folder.with_name(f"{folder.name}-config")
+    if _complete(config_only) or _save_config_only(gguf_path, config_only):
+        return str(config_only), {}
     return str(gguf_path.parent), {"gguf_file": gguf_path.name}
+
+
+def _save_config_only(gguf_path: Path, folder: Path) -> bool:
+    """Write the GGUF model's transformers config into `folder` (temp folder, then renamed into
+    place, so readers never see a partial one); False where that cannot be done."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    except Exception:  # noqa: BLE001 - the caller reads the file again and reports it
+        return False
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
+    except OSError:
+        return False
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
+        config.save_pretrained(tmp)
+        (tmp / MARKER).write_text(f"{gguf_path.name}\n")
+        os.rename(tmp, folder)
+    except OSError:  # unwritable, or another process put the same config there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _complete(folder)
 
 
 def _gguf_file(package: str, filename: str, pip_name: str) -> Path:

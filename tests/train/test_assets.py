@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from src.errors import MissingAssetError
-from src.train.assets import MARKER, gguf_converted
+from src.train.assets import MARKER, gguf_config_source, gguf_converted
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = {
@@ -47,6 +47,30 @@ def test_second_call_reuses_folder(converted):
     assert again == folder
     assert marker.stat().st_mtime_ns == before  # not converted again
     assert elapsed < 5  # only the file hash, no dequantization
+
+
+def test_a_gguf_config_is_read_from_the_file_once_then_from_the_cache(tmp_path, converted):
+    """Before any conversion an estimate reads the config alone; parsing the GGUF header (the
+    tokenizer's vocabulary too) takes seconds, so it is kept in the cache, as the file says it."""
+    from transformers import AutoConfig
+
+    source, kwargs = gguf_config_source(cache_dir=str(tmp_path), **ARGS)
+    marker = Path(source) / MARKER
+    assert kwargs == {} and marker.is_file()
+    assert sorted(p.name for p in (tmp_path / "gguf").iterdir()) == [Path(source).name]
+    written = marker.stat().st_mtime_ns
+    assert gguf_config_source(cache_dir=str(tmp_path), **ARGS) == (source, {})
+    assert marker.stat().st_mtime_ns == written  # not read from the file again
+
+    # a cache that cannot be written: the file itself, read by whoever asks
+    folder_of_file, kwargs = gguf_config_source(cache_dir="/dev/null/cache", **ARGS)
+    assert kwargs == {"gguf_file": ARGS["filename"]}
+    from_file = AutoConfig.from_pretrained(folder_of_file, **kwargs).to_dict()
+    cached = AutoConfig.from_pretrained(source).to_dict()
+    assert {**cached, "_name_or_path": None} == {**from_file, "_name_or_path": None}
+    # once converted, the converted folder is the config's source
+    cache, folder = converted
+    assert gguf_config_source(cache_dir=cache, **ARGS) == (folder, {})
 
 
 def test_model_config_resolves_to_cached_folder(converted):

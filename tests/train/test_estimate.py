@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -427,16 +428,26 @@ def test_the_full_precision_stand_in_does_what_lightnings_plugin_does():
     assert outputs == [torch.float32, torch.float32]
 
 
-def test_a_full_precision_estimate_does_not_load_lightning():
-    """Importing Lightning is ~2 s of the CLI's start here; a 32-true estimate needs none of it."""
+def test_the_program_loads_neither_lightning_nor_bitsandbytes_and_estimates_the_same():
+    """Importing Lightning (~2 s) and bitsandbytes (~2-3 s: its torch.compile wrappers import
+    inductor) is much of the CLI's start; a 32-true estimate needs neither, quantized base and
+    8-bit AdamW included, and comes to what this process (both loaded) estimates."""
+    overrides = ["model=tiny_bert", "adapter=lora", "quant=nf4", "optim=adamw8bit"]
     code = (
-        "import sys; from src.train.estimate.cli import main; main(sys.argv[1:]); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+        "import json, sys; from src.train.estimate.cli import entry; entry(); "
+        "print(json.dumps(sorted(m for m, module in sys.modules.items() if module is not None "
+        "and m.split('.')[0] in ('lightning', 'bitsandbytes'))))"
     )
-    command = [sys.executable, "-c", code, "model=tiny_bert", "adapter=lora"]
+    command = [sys.executable, "-c", code, *overrides, "--json"]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "Estimated training peak" in done.stdout
-    assert done.stdout.rstrip().endswith("[]"), done.stdout
+    printed, loaded = done.stdout.splitlines()
+    assert json.loads(loaded) == []
+    import bitsandbytes  # noqa: F401 - loaded here, as in a process that trains
+
+    program, here = json.loads(printed), asdict(estimate(compose_config(overrides), timed=False))
+    memory = [k for k in here if k.endswith("_mb") or k.startswith("params_")]
+    assert {k: program[k] for k in memory} == {k: here[k] for k in memory}
+    assert here["optimizer_mb"] > 0 and here["weights_mb"] > 0
 
 
 def test_bad_input_is_answered_before_torch_is_imported():

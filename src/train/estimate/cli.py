@@ -17,7 +17,16 @@ from src.errors import ConfigError, exit_on_config_error
 USAGE = __doc__.split("\n\n")[0]
 
 
-def main(argv: list[str] | None = None) -> None:
+def entry() -> None:
+    """The program (python -m src.estimate, ftsweep-estimate): main() in a process of its own,
+    which may therefore keep bitsandbytes out (main's program=True)."""
+    main(program=True)
+
+
+def main(argv: list[str] | None = None, program: bool = False) -> None:
+    """program: this process runs nothing after the estimate, so bitsandbytes is kept out of it
+    once the config is checked (see without_bitsandbytes); in a process that trains afterwards
+    (a test's) it must not be."""
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):
         print(__doc__.strip())
@@ -31,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         if flags := [a for a in overrides if a.startswith("-")]:
             allowed = "src.estimate takes key=value overrides and --json (see --help)"
             raise ConfigError([f"{flag}: not an option; {allowed}" for flag in flags])
-        cfg = checked_config(overrides)
+        cfg = checked_config(overrides, without_bitsandbytes=program)
         from src.train.estimate import available_memory_mb, format_estimate
 
         est = simulated_estimate(cfg)
@@ -85,13 +94,17 @@ def simulated_estimate(cfg):
         raise SystemExit(1) from None
 
 
-def checked_config(overrides: list[str]):
-    """Compose and validate as src.train does (every problem at once), model source included."""
+def checked_config(overrides: list[str], without_bitsandbytes: bool = False):
+    """Compose and validate as src.train does (every problem at once), model source included.
+    without_bitsandbytes: keep bitsandbytes out of this process from the model checks on (see
+    keep_bitsandbytes_out)."""
     from src.train import validate
     from src.train.config import compose_checked
 
     validate.raise_if(validate.command_line_problems(overrides))
     cfg = compose_checked(overrides)
+    if without_bitsandbytes:
+        keep_bitsandbytes_out()
     # Imported only now: the model code pulls in torch and transformers (seconds), which a
     # mistyped override should not wait for. Quieted first: some speak at import time.
     from src.train.quiet import quiet_libraries
@@ -102,6 +115,17 @@ def checked_config(overrides: list[str]):
     source, kwargs = models.config_source(cfg.model)  # a GGUF model is not converted for this
     validate.raise_if(model_checks.model_problems(cfg, models.read_hf_config(source, **kwargs)))
     return cfg
+
+
+def keep_bitsandbytes_out() -> None:
+    """Keep bitsandbytes from loading in this process. The simulation never runs its code
+    (quantized layers are stand-ins, quantized.py; its 8-bit AdamW is simulated by torch's,
+    step.py), but peft imports it when it is installed, and its torch.compile wrappers import
+    inductor and dynamo: ~2-3 s of the CLI's start here. A None in sys.modules makes find_spec()
+    say it is absent, which peft and transformers ask (and cache) before importing it: so only in
+    a process that trains nothing afterwards. Called once the config's values are checked, as
+    validate.py asks the same to tell a user without bitsandbytes to install it."""
+    sys.modules.setdefault("bitsandbytes", None)
 
 
 def title(cfg, device: str) -> str:
