@@ -71,8 +71,8 @@ def gguf_config_source(
 
 
 def _save_config_only(gguf_path: Path, folder: Path) -> bool:
-    """Write the GGUF model's transformers config into `folder` (temp folder, then renamed into
-    place, so readers never see a partial one); False where that cannot be done."""
+    """Write the GGUF model's transformers config into `folder`; False where that cannot be
+    done."""
     from transformers import AutoConfig
 
     try:
@@ -81,16 +81,9 @@ def _save_config_only(gguf_path: Path, folder: Path) -> bool:
         return False
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
-    except OSError:
-        return False
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
-        config.save_pretrained(tmp)
-        (tmp / MARKER).write_text(f"{gguf_path.name}\n")
-        os.rename(tmp, folder)
+        _fill_into_place(folder, config.save_pretrained, f"{gguf_path.name}\n")
     except OSError:  # unwritable, or another process put the same config there first
-        shutil.rmtree(tmp, ignore_errors=True)
+        pass
     return _complete(folder)
 
 
@@ -127,11 +120,17 @@ def _convert_into_place(gguf_path: Path, folder: Path) -> None:
         file=sys.stderr,
         flush=True,
     )
+    _fill_into_place(folder, lambda out: convert(gguf_path, out), f"{gguf_path.name}\n")
+
+
+def _fill_into_place(folder: Path, fill, marker_text: str) -> None:
+    """fill(temp folder) beside `folder`, mark it complete, rename it there; the temp folder is
+    removed if any of that fails."""
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
     try:
-        convert(gguf_path, tmp)
-        (tmp / MARKER).write_text(f"{gguf_path.name}\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
+        fill(tmp)
+        (tmp / MARKER).write_text(marker_text)
         os.rename(tmp, folder)  # atomic on one filesystem: readers never see a partial folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -429,9 +429,9 @@ def test_the_full_precision_stand_in_does_what_lightnings_plugin_does():
 
 
 def test_the_program_loads_neither_lightning_nor_bitsandbytes_and_estimates_the_same():
-    """Importing Lightning (~2 s) and bitsandbytes (~2-3 s: its torch.compile wrappers import
-    inductor) is much of the CLI's start; a 32-true estimate needs neither, quantized base and
-    8-bit AdamW included, and comes to what this process (both loaded) estimates."""
+    """Importing Lightning (~2 s) and bitsandbytes (median 1.8 s: its torch.compile wrappers
+    import inductor) is much of the CLI's start; a 32-true estimate needs neither, quantized base
+    and 8-bit AdamW included, and comes to what this process (both loaded) estimates."""
     overrides = ["model=tiny_bert", "adapter=lora", "quant=nf4", "optim=adamw8bit"]
     code = (
         "import json, sys; from src.train.estimate.cli import entry; entry(); "

@@ -25,7 +25,7 @@ def entry() -> None:
 
 def main(argv: list[str] | None = None, program: bool = False) -> None:
     """program: this process runs nothing after the estimate, so bitsandbytes is kept out of it
-    once the config is checked (see without_bitsandbytes); in a process that trains afterwards
+    once the config is checked (see keep_bitsandbytes_out); in a process that trains afterwards
     (a test's) it must not be."""
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):
@@ -121,10 +121,11 @@ def keep_bitsandbytes_out() -> None:
     """Keep bitsandbytes from loading in this process. The simulation never runs its code
     (quantized layers are stand-ins, quantized.py; its 8-bit AdamW is simulated by torch's,
     step.py), but peft imports it when it is installed, and its torch.compile wrappers import
-    inductor and dynamo: ~2-3 s of the CLI's start here. A None in sys.modules makes find_spec()
-    say it is absent, which peft and transformers ask (and cache) before importing it: so only in
-    a process that trains nothing afterwards. Called once the config's values are checked, as
-    validate.py asks the same to tell a user without bitsandbytes to install it."""
+    inductor and dynamo: a median 1.8 s of the CLI's start here (bench/estimate_cli.py). A None
+    in sys.modules makes find_spec() say it is absent, which peft and transformers ask (and
+    cache) before importing it: so only in a process that trains nothing afterwards. Called once
+    the config's values are checked, as validate.py asks the same to tell a user without
+    bitsandbytes to install it."""
     sys.modules.setdefault("bitsandbytes", None)
 
 
