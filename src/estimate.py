@@ -1,4 +1,4 @@
-"""python -m src.estimate [OVERRIDE ...]   (console script: ftsweep-estimate)
+"""python -m src.estimate [-m] [OVERRIDE ...] [--json]   (console script: ftsweep-estimate)
 
 Peak memory and step time of a configuration before it runs; the code lives in
 src/train/estimate/.

@@ -40,10 +40,8 @@ def compose_checked(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         raise
     except Exception as err:  # noqa: BLE001 - Hydra raises many types; the user needs the text
         unknown = unknown_key_problems(overrides) if "Could not override" in str(err) else []
-        unchosen = _unchosen_group(str(err), overrides)
-        raise ConfigError(
-            unknown or unchosen or [f"{type(err).__name__}: {first_line(err)}"]
-        ) from err
+        said = _unchosen_group(str(err), overrides) or _sweep_without_multirun(str(err))
+        raise ConfigError(unknown or said or [f"{type(err).__name__}: {first_line(err)}"]) from err
 
 
 def _unchosen_group(message: str, overrides: list[str]) -> list[str]:
@@ -58,6 +56,19 @@ def _unchosen_group(message: str, overrides: list[str]) -> list[str]:
     return [
         f"{group}={value}: no {group} is chosen by default, so one is added, with a +: "
         f"+{group}={value}"
+    ]
+
+
+def _sweep_without_multirun(message: str) -> list[str]:
+    """`key=a,b` without -m: Hydra says "Ambiguous value" on its first line, and what to do on
+    the lines a one-line problem leaves out."""
+    found = re.match(r"Ambiguous value for argument '(.+)'", message)
+    if not found:
+        return []
+    return [
+        f"{found.group(1)}: a comma list sweeps its values, which needs -m to run each "
+        "(python -m src.train -m, python -m src.estimate -m); one value holding a comma is "
+        "quoted (key='a,b'), a list is key=[a,b]"
     ]
 
 
