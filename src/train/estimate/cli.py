@@ -125,7 +125,7 @@ def print_multirun(combos: list[list[str]], cfgs: list, as_json: bool) -> int:
 
 
 def _budget_said(where: str, values: set) -> str:
-    return f"{where} ({values.pop():,.0f} MB)" if len(values) == 1 else f"{where} (each row's)"
+    return f"{where} ({min(values):,.0f} MB)" if len(values) == 1 else f"{where} (each row's)"
 
 
 def _row_estimate(cfg):

@@ -55,14 +55,14 @@ def label(combo: list[str], positions: list[int]) -> str:
 def labelled_problems(found: list[list[str]], combos: list[list[str]]) -> list[str]:
     """The problems of every combination, each once: one that every combination has as it is,
     one that only some have led by the swept values those share (`[quant=nf4] ...`)."""
-    lines = []
+    positions, lines = swept(combos), []
     for problem in dict.fromkeys(p for problems in found for p in problems):
         having = [c for c, problems in zip(combos, found, strict=True) if problem in problems]
         if len(having) == len(combos):
             lines.append(problem)
             continue
-        shared = [i for i in swept(combos) if len({c[i] for c in having}) == 1]
-        lines.append(f"[{label(having[0], shared or swept(combos))}] {problem}")
+        shared = [i for i in positions if len({c[i] for c in having}) == 1]
+        lines.append(f"[{label(having[0], shared or positions)}] {problem}")
     return lines
 
 
