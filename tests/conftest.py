@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,22 @@ def pytest_configure(config):
         os.environ.pop(name, None)
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, made once per session (per xdist worker). MLflow creates a
+    new store by running its ~60 schema migrations: ~2 s each time, a third of a tiny in-process
+    run (cProfile, 2026-12-07); a copy of the migrated file is the same empty store in ~0.1 s."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", path.parent.as_uri()).engine.dispose()
+    return path
+
+
 @pytest.fixture
-def store(tmp_path) -> str:
-    """A fresh SQLite MLflow store URI inside the test's tmp dir."""
+def store(tmp_path, empty_store) -> str:
+    """A fresh, empty SQLite MLflow store URI inside the test's tmp dir."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
