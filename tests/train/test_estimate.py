@@ -87,7 +87,7 @@ def test_the_estimate_matches_the_measured_tensor_peak(task, adapter, quant, pre
     )
     if config_problems(cfg):
         pytest.skip("an impossible combination, refused before any run")
-    expected = estimate(cfg).tensor_peak_mb
+    expected = estimate(cfg, timed=False).tensor_peak_mb
     assert expected == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.15)
 
 
@@ -97,7 +97,8 @@ def test_activation_checkpointing_and_8bit_adam_are_estimated_as_they_measure():
             ["model=tiny_llama", "task=generation", f"data.batch_size={BATCH}", *extra]
         )
         cfg.data.max_length = SEQ
-        assert estimate(cfg).tensor_peak_mb == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.15)
+        expected = estimate(cfg, timed=False).tensor_peak_mb
+        assert expected == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.15)
 
 
 def test_a_4bit_base_under_autocast_keeps_its_inputs_dtype_as_measured():
@@ -113,7 +114,8 @@ def test_a_4bit_base_under_autocast_keeps_its_inputs_dtype_as_measured():
         ["model=tiny_llama", "task=generation", "quant=nf4", "precision=bf16-mixed", *wide]
     )
     cfg.data.batch_size, cfg.data.max_length = BATCH, SEQ
-    assert estimate(cfg).tensor_peak_mb == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.05)
+    expected = estimate(cfg, timed=False).tensor_peak_mb
+    assert expected == pytest.approx(measured_tensor_peak_mb(cfg), rel=0.05)
 
 
 def test_a_gpu_estimate_keeps_no_attention_probabilities_for_dropout():
@@ -206,21 +208,23 @@ def test_a_large_architecture_is_estimated_from_its_config_alone(tmp_path):
     # 4-bit base: about 0.5 byte per quantized weight, the embeddings and head kept in fp32.
     embeddings_mb = 2 * 128256 * 4096 * 4 / 2**20
     assert embeddings_mb < est["weights_mb"] < embeddings_mb + 0.6 * 7.0e9 / 2**20
-    full_sequence = estimate(compose_config([*common, "precision=bf16-true"]))
+    full_sequence = estimate(compose_config([*common, "precision=bf16-true"]), timed=False)
     assert full_sequence.activations_mb > 3 * est["activations_mb"]  # checkpointing keeps less
     assert est["logits_mb"] == pytest.approx(4 * 2048 * 128256 * 2 / 2**20)  # bf16 logits
 
 
 def test_batch_size_auto_picks_the_largest_micro_batch_that_fits(tmp_path):
     base = ["model=tiny_bert", "data.max_length=64", "data.effective_batch_size=64"]
-    at = {b: estimate(compose_config([*base, f"data.batch_size={b}"])) for b in (16, 32)}
+    at = {
+        b: estimate(compose_config([*base, f"data.batch_size={b}"]), timed=False) for b in (16, 32)
+    }
     budget = (at[16].needed_mb + at[32].needed_mb) / 2
     auto = [*base, "data.batch_size=auto", f"budget.memory_mb={budget}"]
-    assert estimate(compose_config(auto)).batch_size == 16
+    assert estimate(compose_config(auto), timed=False).batch_size == 16
     # The evaluation pass counts too: a budget training fits at every micro-batch but the
     # evaluation at data.eval_batch_size does not is refused, naming that setting.
     big_eval = [*base, "data.eval_batch_size=4096"]
-    one = estimate(compose_config([*big_eval, "data.batch_size=1"]))
+    one = estimate(compose_config([*big_eval, "data.batch_size=1"]), timed=False)
     assert one.peak_mb < one.eval_peak_mb
     tight = (one.peak_mb + one.eval_peak_mb) / 2
     with pytest.raises(ConfigError, match="data.eval_batch_size=4096"):
