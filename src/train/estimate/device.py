@@ -78,8 +78,9 @@ class DeviceSpeed:
         tmp.replace(self.path)
 
     def _cached(self, key: str, measure) -> float:
-        if key in self.cache or key in self.unsaved:
-            return self.cache[key] if key in self.cache else self.unsaved[key]
+        for known in (self.cache, self.unsaved):
+            if key in known:
+                return known[key]
         before = _cpu_jiffies()
         seconds = measure()
         if _others_busy_cores(before, _cpu_jiffies()) > NOISY_CORES:
