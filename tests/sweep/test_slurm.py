@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -67,11 +68,11 @@ def test_a_detached_sweep_is_followed_and_reported_by_status(cluster, sweep, tmp
 
 
 @cluster_only
-def test_a_cancelled_worker_jobs_trial_is_requeued_and_run_by_the_other(cluster, sweep):
+def test_a_cancelled_worker_jobs_trial_is_requeued_and_run_by_the_other(cluster, sweep, tmp_path):
     args, name = sweep()
     # ~15 s trials: the cancel lands inside worker 0's first trial.
     run_sweep([*args, *trials_of_seconds(15), *SLURM, "workers=2", "n_trials=2", "follow=false"])
-    victim = wait_for_running(cluster, name)
+    victim = wait_for_running(cluster, name, slurm_logs(tmp_path, name))
     job = victim.user_attrs["worker"].removeprefix("slurm:")
     subprocess.run(["scancel", job], check=True)
     main(["status", f"study_name={name}", f"storage={cluster['FTSWEEP_STORAGE']}"])
@@ -92,19 +93,44 @@ def trials_of_seconds(seconds: int) -> list[str]:
     ]
 
 
+def slurm_logs(root: Path, name: str) -> Path:
+    """Where submitit writes the worker jobs' logs of a sweep with paths.root=root."""
+    return root / "sweeps" / name / "slurm"
+
+
 def retried_from(trial) -> int | None:
     return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
-def wait_for_running(cluster, name: str, timeout: float = 120):
-    """The first trial that is training (its worker has reported a run)."""
-    end = time.time() + timeout
-    while time.time() < end:
+def wait_for_running(cluster, name: str, logs: Path, timeout: float = 300):
+    """The first trial that is training (its worker has reported a run). The limit is generous
+    (the wait ends as soon as one trains: ~30 s here, quiet or beside two busy cores); when it
+    is reached, the message says where the jobs were, so a slow start can be told from a
+    job SLURM never ran."""
+    start = time.time()
+    while time.time() < start + timeout:
         for trial in trials_of(cluster, name):
             if trial.state.name == "RUNNING" and "run_id" in trial.user_attrs:
+                print(
+                    f"trial #{trial.number} training {time.time() - start:.0f} s after submission"
+                )
                 return trial
         time.sleep(0.5)
-    raise AssertionError(f"no trial of {name} started training within {timeout} s")
+    where = where_jobs_are(cluster, name, logs)
+    raise AssertionError(f"no trial of {name} started training within {timeout} s\n{where}")
+
+
+def where_jobs_are(cluster, name: str, logs: Path) -> str:
+    """The study's trial states, SLURM's queue and node, and the tail of each worker log."""
+    trials = [(t.number, t.state.name, sorted(t.user_attrs)) for t in trials_of(cluster, name)]
+    lines = [f"trials: {trials}"]
+    for argv in (["squeue", "-a", "-t", "all"], ["sinfo", "-N", "-l"]):
+        done = subprocess.run(argv, capture_output=True, text=True)
+        lines.append(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}")
+    for log in sorted(logs.glob("*_log.*")):
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        lines.append(f"== {log.name}\n" + "\n".join(tail))
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -149,10 +175,10 @@ def test_local_workers_get_their_own_gpus():
 
 
 @cluster_only
-def test_a_preempted_worker_requeues_its_trial_and_its_job(cluster, sweep):
+def test_a_preempted_worker_requeues_its_trial_and_its_job(cluster, sweep, tmp_path):
     args, name = sweep()
     run_sweep([*args, *trials_of_seconds(20), *SLURM, "workers=1", "n_trials=2", "follow=false"])
-    victim = wait_for_running(cluster, name)
+    victim = wait_for_running(cluster, name, slurm_logs(tmp_path, name))
     job = victim.user_attrs["worker"].removeprefix("slurm:")
     # What SLURM sends before pre-empting or at the time limit (submitit: --signal=USR1@90).
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
