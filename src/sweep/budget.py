@@ -71,43 +71,53 @@ class Verdict:
         return self.reason is not None
 
 
-_LONGEST_ROW: dict[str, int | None] = {}
+_SEQUENCES: dict[str, tuple[int | None, int | None]] = {}
 
 
 def training_sequence(cfg) -> int | None:
     """The longest training row of cfg's data under its tokenizer (the sequence a trial's peak
     sees), read once per data setting from the tokenized cache; None when the data cannot be
     prepared here (the trial's own run then reports why)."""
+    return training_sequences(cfg)[0]
+
+
+def training_sequences(cfg) -> tuple[int | None, int | None]:
+    """(the longest training row, a typical batch's longest row: the sequence a trial's step
+    time follows), as a trial's run reads them (src/train/run.py); (None, None) when the data
+    cannot be prepared here."""
     from omegaconf import OmegaConf
 
     parts = [OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "model", "task")]
     key = repr((parts, cfg.seed, cfg.paths.cache_dir))
-    if key not in _LONGEST_ROW:
+    if key not in _SEQUENCES:
         from src.errors import ConfigError
-        from src.train.run import longest_batch_row, prepare_inputs
+        from src.train.run import longest_batch_row, prepare_inputs, typical_batch_row
 
         try:
-            _LONGEST_ROW[key] = longest_batch_row(cfg, prepare_inputs(cfg))
+            inputs = prepare_inputs(cfg)
+            _SEQUENCES[key] = (longest_batch_row(cfg, inputs), typical_batch_row(cfg, inputs))
         except ConfigError:
-            _LONGEST_ROW[key] = None
-    return _LONGEST_ROW[key]
+            _SEQUENCES[key] = (None, None)
+    return _SEQUENCES[key]
 
 
 _SIMULATED: dict[tuple[str, int | None], object] = {}  # key -> Simulated
-_TIMED: dict[tuple[str, int | None], object] = {}  # key -> Estimate with its step time
+_TIMED: dict[tuple, object] = {}  # (key, step sequence) -> Estimate with its step time
 
 
-def estimated(cfg, sequence: int | None, timed: bool = True):
+def estimated(cfg, sequence: int | None, timed: bool = True, step_sequence: int | None = None):
     """estimate(cfg) for this longest row, simulated once per configuration that differs in more
     than its learning rate (TPE samples a new rate nearly every trial; the rate changes no tensor
     and no step's work, and a simulation costs ~0.5 s of the trial's start) and timed on the
-    device once. Shared by the preflight's budget checks (timed=False: memory only, made while a
+    device once, from the step simulated at step_sequence (a typical batch's longest row; default
+    sequence). Shared by the preflight's budget checks (timed=False: memory only, made while a
     trial trains, when device timings would be slowed by it) and every trial's judgement."""
     import json
 
     from omegaconf import OmegaConf
 
     from src.train.estimate import simulate, with_step_time
+    from src.train.estimate.estimator import step_simulation
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_name", None)
@@ -117,10 +127,13 @@ def estimated(cfg, sequence: int | None, timed: bool = True):
     if key not in _SIMULATED:
         _SIMULATED[key] = simulate(cfg, sequence=sequence)
     if not timed:
-        return _TIMED.get(key) or _SIMULATED[key].estimate
-    if key not in _TIMED:
-        _TIMED[key] = with_step_time(_SIMULATED[key], cfg)
-    return _TIMED[key]
+        return _SIMULATED[key].estimate
+    timed_key = (key, step_sequence)
+    if timed_key not in _TIMED:
+        simulated = _SIMULATED[key]
+        step = step_simulation(simulated, cfg, step_sequence)
+        _TIMED[timed_key] = with_step_time(simulated, cfg, step)
+    return _TIMED[timed_key]
 
 
 def judge(overrides: list[str], budget: Budget) -> Verdict:
@@ -132,7 +145,8 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
     try:
         # Timed and for the trial's own longest row: the trial process logs this estimate
         # instead of making it again (0.5-1 s of every trial's start).
-        est = estimated(cfg, training_sequence(cfg))
+        sequence, step_sequence = training_sequences(cfg)
+        est = estimated(cfg, sequence, step_sequence=step_sequence)
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
         return Verdict({"error": f"{type(err).__name__}: {err}"[:300]})
     found = {

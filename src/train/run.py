@@ -9,6 +9,7 @@ import warnings
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
+import numpy
 import pyarrow.compute
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
@@ -187,8 +188,29 @@ def longest_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
     longest training row (data.max_length when every batch is padded to it)."""
     if cfg.data.pad_to_max_length:
         return int(cfg.data.max_length)
+    return int(max(_train_row_lengths(inputs)))
+
+
+def typical_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
+    """The sequence a typical step sees: the median over an epoch's batches of each batch's
+    longest row, the training rows shuffled as the sampler does (seeded, not its exact order:
+    the median barely depends on it). A step's time follows it where the peak follows the
+    longest row (MiniLM LoRA r16 on Rotten Tomatoes, batch 32: median 51.5 tokens against 64;
+    steps padded to 64 took 1.37x as long). data.max_length when every batch is padded to it;
+    the longest row where the micro-batch is not known yet (data.batch_size=auto)."""
+    if cfg.data.pad_to_max_length:
+        return int(cfg.data.max_length)
+    lengths = _train_row_lengths(inputs)
+    if cfg.data.batch_size == "auto":
+        return int(lengths.max())
+    shuffled = numpy.random.default_rng(cfg.seed).permutation(lengths)
+    starts = range(0, len(shuffled), int(cfg.data.batch_size))
+    return int(numpy.median(numpy.maximum.reduceat(shuffled, list(starts))))
+
+
+def _train_row_lengths(inputs: Inputs) -> numpy.ndarray:
     ids = inputs.tokenized["train"].with_format("arrow")[:]["input_ids"]  # one column read
-    return int(pyarrow.compute.max(pyarrow.compute.list_value_length(ids)).as_py())
+    return pyarrow.compute.list_value_length(ids).to_numpy()
 
 
 # Variables an MPI launcher (mpirun/mpiexec of Open MPI, MPICH, Intel MPI, MVAPICH) sets.
@@ -223,11 +245,18 @@ def _cluster_plugins() -> list:
 
 def estimate_run(cfg: DictConfig, inputs: Inputs, made: dict | None = None) -> dict[str, float]:
     """The pre-flight estimate for this run's data (made: one made before for this config)."""
-    sequence = longest_batch_row(cfg, inputs)
-    if made and cfg.data.batch_size != "auto" and made.get("estimate/sequence") == sequence:
-        return dict(made)  # same config, same sequence: estimating again gives the same sum
+    sequence, step_sequence = longest_batch_row(cfg, inputs), typical_batch_row(cfg, inputs)
+    if (
+        made
+        and cfg.data.batch_size != "auto"
+        and made.get("estimate/sequence") == sequence
+        and made.get("estimate/step_sequence") == step_sequence
+    ):
+        return dict(made)  # same config, same sequences: estimating again gives the same sum
     try:
-        est = estimate(cfg, sequence=sequence, model_path=inputs.model_path)
+        est = estimate(
+            cfg, sequence=sequence, model_path=inputs.model_path, step_sequence=step_sequence
+        )
     except ConfigError:
         raise  # batch_size=auto found nothing that fits: the run cannot be set up
     except Exception as err:  # noqa: BLE001 - advisory: an estimator gap never stops a run
@@ -237,7 +266,7 @@ def estimate_run(cfg: DictConfig, inputs: Inputs, made: dict | None = None) -> d
             f"no pre-flight estimate for this run: {type(err).__name__}: {err}", stacklevel=2
         )
         nan = float("nan")
-        keys = ("peak_mb", "tensor_peak_mb", "heap_mb", "step_ms", "sequence")
+        keys = ("peak_mb", "tensor_peak_mb", "heap_mb", "step_ms", "sequence", "step_sequence")
         return {f"estimate/{key}": nan for key in keys}
     if cfg.data.batch_size == "auto":  # the estimate chose the micro-batch: train with it
         effective = cfg.data.effective_batch_size

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict
@@ -273,6 +274,32 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
     assert longest_batch_row(cfg, inputs) == max(lengths) < 128
     padded = make_cfg("data.max_length=128", "data.pad_to_max_length=true")
     assert longest_batch_row(padded, inputs) == 128
+
+
+def test_the_step_time_is_estimated_at_a_typical_batchs_longest_row(make_cfg):
+    """A step is as long as its batch's longest row: the step time follows the median batch's,
+    the memory peak the longest row's."""
+    from src.train.run import longest_batch_row, prepare_inputs, typical_batch_row
+
+    cfg = make_cfg("data.max_length=128")
+    inputs = prepare_inputs(cfg)
+    lengths = [len(ids) for ids in inputs.tokenized["train"]["input_ids"]]
+    typical = typical_batch_row(cfg, inputs)
+    assert min(lengths) <= typical <= longest_batch_row(cfg, inputs)
+    one_row = make_cfg("data.max_length=128", "data.batch_size=1")
+    assert typical_batch_row(one_row, inputs) == int(statistics.median(lengths))
+    whole = make_cfg("data.max_length=128", f"data.batch_size={len(lengths)}")
+    assert typical_batch_row(whole, inputs) == max(lengths)
+    padded = make_cfg("data.max_length=128", "data.pad_to_max_length=true")
+    assert typical_batch_row(padded, inputs) == 128
+
+    at_longest = estimate(cfg, sequence=128)
+    typical_step = estimate(cfg, sequence=128, step_sequence=32)
+    assert typical_step.peak_mb == at_longest.peak_mb and typical_step.sequence == 128
+    assert typical_step.step_sequence == 32 and at_longest.step_sequence == 128
+    assert typical_step.gflops < at_longest.gflops / 3  # a quarter of the tokens
+    assert typical_step.step_ms < at_longest.step_ms
+    assert typical_step.metrics()["estimate/step_sequence"] == 32
 
 
 def _bytes_in_file(tensors, checkpoint) -> int:

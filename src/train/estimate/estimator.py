@@ -44,6 +44,9 @@ class Estimate:
     overhead_mb: float
     gflops: float
     time_parts_ms: dict[str, float] | None
+    # The sequence the step time (and gflops) was estimated at: a typical batch's longest row,
+    # where the memory peak is at `sequence`, the longest row any batch can hold.
+    step_sequence: int | None = None
 
     @property
     def temporaries_mb(self) -> float:
@@ -78,6 +81,7 @@ class Estimate:
             "estimate/eval_peak_mb": self.eval_peak_mb,
             "estimate/step_ms": self.step_ms if self.step_ms is not None else float("nan"),
             "estimate/sequence": float(self.sequence),
+            "estimate/step_sequence": float(self.step_sequence or self.sequence),
         }
 
 
@@ -97,14 +101,31 @@ def estimate(
     model_path: str | None = None,
     batch_size: int | None = None,
     timed: bool = True,
+    step_sequence: int | None = None,
 ) -> Estimate:
     """Estimate cfg's training peak memory and step time. sequence: the longest row a batch can
     hold (default data.max_length: the worst case); model_path: the resolved model source;
     batch_size: the micro-batch (default data.batch_size; `auto` picks the largest that fits
     the memory budget, see micro_batch.py); timed=False skips the step time (and the device
-    timings it needs) where only memory matters."""
+    timings it needs) where only memory matters; step_sequence: the sequence a typical step
+    sees (default: sequence), simulated again for the step time where it differs."""
     simulated = simulate(cfg, sequence, model_path, batch_size)
-    return with_step_time(simulated, cfg) if timed else simulated.estimate
+    if not timed:
+        return simulated.estimate
+    return with_step_time(
+        simulated, cfg, step_simulation(simulated, cfg, step_sequence, model_path)
+    )
+
+
+def step_simulation(
+    simulated: Simulated, cfg: DictConfig, step_sequence: int | None, model_path: str | None = None
+) -> Simulated:
+    """The simulated step that the step time is estimated from: `simulated` itself, or the same
+    configuration and micro-batch simulated at step_sequence."""
+    est = simulated.estimate
+    if step_sequence is None or step_sequence == est.sequence:
+        return simulated
+    return simulate(cfg, step_sequence, model_path, est.batch_size)
 
 
 def simulate(
@@ -161,14 +182,20 @@ def simulate(
     return Simulated(est, profile.cost)
 
 
-def with_step_time(simulated: Simulated, cfg: DictConfig) -> Estimate:
+def with_step_time(
+    simulated: Simulated, cfg: DictConfig, step: Simulated | None = None
+) -> Estimate:
     """The simulated estimate with its step time on its device, timed here (each shape once per
-    device, cached); unchanged where that device is not on this machine."""
-    est = simulated.estimate
+    device, cached), from the step simulated at a typical batch's sequence (step; default
+    simulated itself); unchanged where that device is not on this machine."""
+    est, step = simulated.estimate, step or simulated
+    est = dataclasses.replace(
+        est, step_sequence=step.estimate.sequence, gflops=step.estimate.gflops
+    )
     if not (est.device == "cpu" or torch.cuda.is_available()):
         return est
     speed = DeviceSpeed(est.device, cfg.paths.cache_dir)
-    parts = _time_parts(simulated.cost, speed, OVERHEAD[est.device])
+    parts = _time_parts(step.cost, speed, OVERHEAD[est.device])
     return dataclasses.replace(est, device_label=speed.label, time_parts_ms=parts)
 
 
