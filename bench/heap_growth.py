@@ -4,12 +4,16 @@ run whole epochs with each batch padded to its longest row (the default). Each r
 `train()` in a fresh process on the embedded MiniLM and Rotten Tomatoes; after every optimizer
 step a callback reads the process's peak resident set (VmHWM) and glibc's own counters
 (mallinfo2: bytes in use, and the arena's free bytes, which it keeps). The peak so far at step k
-is VmHWM(k) minus the run's memory baseline (src/train/measure.py), so the last one is the run's
-mem/peak_mb; the run's own estimate is logged beside it.
+is VmHWM(k) minus the run's memory baseline (src/train/measure.py); the run's mem/peak_mb also
+covers the validation at its end, and its own estimate is logged beside it.
 
-    .venv/bin/python bench/heap_growth.py [--steps 60] [--only SUBSTRING]
+    .venv/bin/python bench/heap_growth.py [--steps 94] [--only SUBSTRING,...] [--set methods]
 
-Results: bench/results/heap_growth.json; BENCHMARKS.md summarises them.
+--set methods runs every shipped MiniLM experiment, one as the default sweep's trials run (4
+validations an epoch) and tiny-model rows instead, and prints for each the heap ratio its
+plateau implies (what calibration.py's heap_ratio would have to be for the estimate to meet it).
+Results: bench/results/heap_growth.json (heap_growth_methods.json); BENCHMARKS.md summarises
+them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results" / "heap_growth.json"
+RESULTS = ROOT / "bench" / "results"
 USERS_RUN = [
     "data.max_train_samples=3000",
     "data.max_eval_samples=64",
@@ -45,6 +49,19 @@ ROWS = [
     ("lora_r16 padded to its longest row, malloc_trim every step", LORA, True),
     ("full padded to its longest row", ["+experiment=full"], False),
 ]
+MINILM = ("dora_r8", "freeze_top2", "full", "ia3", "lora_r16", "prefix", "prompt", "qlora_r8")
+METHODS = [
+    *((name, [f"+experiment={name}"], False) for name in MINILM),
+    (
+        "lora_r16 as a default sweep trial (validation 4x an epoch)",
+        [*LORA, "trainer.val_check_interval=0.25", "data.max_eval_samples=256"],
+        False,
+    ),
+    ("tiny_bert lora b32 s128", ["model=tiny_bert", "data.max_length=128"], False),
+    ("tiny_bert full b64", ["model=tiny_bert", "adapter=full", "data.batch_size=64"], False),
+    ("tiny_bert prompt b32", ["model=tiny_bert", "adapter=prompt"], False),
+]
+SETS = {"default": (ROWS, "heap_growth.json"), "methods": (METHODS, "heap_growth_methods.json")}
 REPORTED_STEPS = (8, 16, 40, 60, 94)
 
 
@@ -84,11 +101,18 @@ def one_row(overrides: list[str], trim: bool) -> dict:
                 }
             )
 
+    # The run's own memory baseline (the resident set before the model is built), as taken.
+    baselines, take_baseline = [], measure.PeakMemory.baseline
+
+    def baseline(self):
+        take_baseline(self)
+        baselines.append(self.baseline_mb)
+
+    measure.PeakMemory.baseline = baseline
     probe = Probe()
     metrics = train(compose_config(overrides), callbacks=[probe])
-    baseline = probe.steps[-1]["hwm_mb"] - metrics["mem/peak_mb"]
     for step in probe.steps:
-        step["peak_mb"] = step["hwm_mb"] - baseline
+        step["peak_mb"] = step["hwm_mb"] - baselines[0]
     return {"metrics": metrics, "steps": probe.steps}
 
 
@@ -111,29 +135,44 @@ def summary(row: dict) -> str:
     at = ", ".join(f"{k}: {peaks[k - 1]:,.0f}" for k in REPORTED_STEPS if k <= len(peaks))
     return (
         f"{row['name']}: estimate {m['estimate/peak_mb']:,.0f} MB; peak after step {at}; "
-        f"tensor peak {m['mem/tensor_peak_mb']:,.0f}; step {m['time/step_ms']:,.0f} ms"
+        f"the run's (with its last validation) {m['mem/peak_mb']:,.0f} "
+        f"({m['estimate/peak_mb'] / m['mem/peak_mb'] - 1:+.0%}); tensor peak "
+        f"{m['mem/tensor_peak_mb']:,.0f}; heap ratio implied {implied_heap_ratio(row):.2f}; "
+        f"step {m['time/step_ms']:,.0f} ms"
     )
+
+
+def implied_heap_ratio(row: dict) -> float:
+    """The heap_ratio (calibration.py) at which this row's estimate would equal its peak."""
+    from src.train.estimate.calibration import OVERHEAD
+
+    m, calib = row["metrics"], OVERHEAD["cpu"]
+    beyond = m["mem/peak_mb"] - m["estimate/tensor_peak_mb"] - calib["fixed_mb"]
+    return beyond / m["estimate/heap_mb"] if m.get("estimate/heap_mb") else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=94)
     parser.add_argument("--only", default="")
+    parser.add_argument("--set", choices=sorted(SETS), default="default")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         spec = json.loads(args.one)
         print("ROW " + json.dumps(one_row(spec["overrides"], spec["trim"])))
         return
+    rows, file = SETS[args.set]
     results = []
-    for name, overrides, trim in ROWS:
-        if args.only in name:
+    for name, overrides, trim in rows:
+        if any(part in name for part in args.only.split(",")):
             results.append(measure_row(name, overrides, trim, args.steps))
             print(summary(results[-1]), flush=True)
-    RESULTS.write_text(
+    out = RESULTS / file
+    out.write_text(
         json.dumps({"machine": platform.node(), "steps": args.steps, "rows": results}, indent=1)
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
