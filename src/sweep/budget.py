@@ -143,8 +143,8 @@ def judge(overrides: list[str], budget: Budget) -> Verdict:
         return Verdict()
     cfg = trial_config(overrides)
     try:
-        # Timed and for the trial's own longest row: the trial process logs this estimate
-        # instead of making it again (0.5-1 s of every trial's start).
+        # Timed, for the trial's own longest row (memory) and typical batch (step time): the
+        # trial process logs this estimate instead of making it again (0.5-1 s of its start).
         sequence, step_sequence = training_sequences(cfg)
         est = estimated(cfg, sequence, step_sequence=step_sequence)
     except Exception as err:  # noqa: BLE001 - an architecture the simulation cannot run
