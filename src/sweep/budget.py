@@ -91,7 +91,8 @@ def training_sequences(cfg) -> tuple[int | None, int | None]:
     key = repr((parts, cfg.seed, cfg.paths.cache_dir))
     if key not in _SEQUENCES:
         from src.errors import ConfigError
-        from src.train.run import longest_batch_row, prepare_inputs, typical_batch_row
+        from src.train.batch_rows import longest_batch_row, typical_batch_row
+        from src.train.run import prepare_inputs
 
         try:
             inputs = prepare_inputs(cfg)

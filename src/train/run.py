@@ -9,8 +9,6 @@ import warnings
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
-import numpy
-import pyarrow.compute
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ConfigError
 from src.train import distributed, measure, model_checks, models, tokenized, tracking, validate
 from src.train.adapters import apply_adapter, count_parameters
+from src.train.batch_rows import longest_batch_row, typical_batch_row
 from src.train.checkpoint_io import StreamingCheckpointIO
 from src.train.divergence import DivergenceGuard
 from src.train.estimate import estimate
@@ -181,36 +180,6 @@ def train(
     if cfg.summary and trainer.is_global_zero:
         print(format_summary(cfg.run_name, metrics, run.info.run_id if run else None))
     return metrics
-
-
-def longest_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
-    """The sequence the training peak will see: batches are padded to their longest row, so the
-    longest training row (data.max_length when every batch is padded to it)."""
-    if cfg.data.pad_to_max_length:
-        return int(cfg.data.max_length)
-    return int(max(_train_row_lengths(inputs)))
-
-
-def typical_batch_row(cfg: DictConfig, inputs: Inputs) -> int:
-    """The sequence a typical step sees: the median over an epoch's batches of each batch's
-    longest row, the training rows shuffled as the sampler does (seeded, not its exact order:
-    the median barely depends on it). A step's time follows it where the peak follows the
-    longest row (MiniLM LoRA r16 on Rotten Tomatoes, batch 32: median 51.5 tokens against 64;
-    steps padded to 64 took 1.37x as long). data.max_length when every batch is padded to it;
-    the longest row where the micro-batch is not known yet (data.batch_size=auto)."""
-    if cfg.data.pad_to_max_length:
-        return int(cfg.data.max_length)
-    lengths = _train_row_lengths(inputs)
-    if cfg.data.batch_size == "auto":
-        return int(lengths.max())
-    shuffled = numpy.random.default_rng(cfg.seed).permutation(lengths)
-    starts = range(0, len(shuffled), int(cfg.data.batch_size))
-    return int(numpy.median(numpy.maximum.reduceat(shuffled, list(starts))))
-
-
-def _train_row_lengths(inputs: Inputs) -> numpy.ndarray:
-    ids = inputs.tokenized["train"].with_format("arrow")[:]["input_ids"]  # one column read
-    return pyarrow.compute.list_value_length(ids).to_numpy()
 
 
 # Variables an MPI launcher (mpirun/mpiexec of Open MPI, MPICH, Intel MPI, MVAPICH) sets.

@@ -265,7 +265,8 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
     """Batches are padded to their longest row, so the estimate's sequence is the longest
     training row (read from the tokenized arrow column), or data.max_length when every batch is
     padded to it."""
-    from src.train.run import longest_batch_row, prepare_inputs
+    from src.train.batch_rows import longest_batch_row
+    from src.train.run import prepare_inputs
 
     cfg = make_cfg("data.max_length=128")  # all tiny BERT's positions
     inputs = prepare_inputs(cfg)
@@ -279,7 +280,8 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
 def test_the_step_time_is_estimated_at_a_typical_batchs_longest_row(make_cfg):
     """A step is as long as its batch's longest row: the step time follows the median batch's,
     the memory peak the longest row's."""
-    from src.train.run import longest_batch_row, prepare_inputs, typical_batch_row
+    from src.train.batch_rows import longest_batch_row, typical_batch_row
+    from src.train.run import prepare_inputs
 
     cfg = make_cfg("data.max_length=128")
     inputs = prepare_inputs(cfg)
