@@ -91,12 +91,11 @@ def training_sequences(cfg) -> tuple[int | None, int | None]:
     key = repr((parts, cfg.seed, cfg.paths.cache_dir))
     if key not in _SEQUENCES:
         from src.errors import ConfigError
-        from src.train.batch_rows import longest_batch_row, typical_batch_row
+        from src.train.batch_rows import batch_sequences
         from src.train.run import prepare_inputs
 
         try:
-            inputs = prepare_inputs(cfg)
-            _SEQUENCES[key] = (longest_batch_row(cfg, inputs), typical_batch_row(cfg, inputs))
+            _SEQUENCES[key] = batch_sequences(cfg, prepare_inputs(cfg))
         except ConfigError:
             _SEQUENCES[key] = (None, None)
     return _SEQUENCES[key]
@@ -118,7 +117,6 @@ def estimated(cfg, sequence: int | None, timed: bool = True, step_sequence: int 
     from omegaconf import OmegaConf
 
     from src.train.estimate import simulate, with_step_time
-    from src.train.estimate.estimator import step_simulation
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_name", None)
@@ -131,9 +129,7 @@ def estimated(cfg, sequence: int | None, timed: bool = True, step_sequence: int 
         return _SIMULATED[key].estimate
     timed_key = (key, step_sequence)
     if timed_key not in _TIMED:
-        simulated = _SIMULATED[key]
-        step = step_simulation(simulated, cfg, step_sequence)
-        _TIMED[timed_key] = with_step_time(simulated, cfg, step)
+        _TIMED[timed_key] = with_step_time(_SIMULATED[key], cfg, step_sequence)
     return _TIMED[timed_key]
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ConfigError
 from src.train import distributed, measure, model_checks, models, tokenized, tracking, validate
 from src.train.adapters import apply_adapter, count_parameters
-from src.train.batch_rows import longest_batch_row, typical_batch_row
+from src.train.batch_rows import batch_sequences
 from src.train.checkpoint_io import StreamingCheckpointIO
 from src.train.divergence import DivergenceGuard
 from src.train.estimate import estimate
@@ -214,7 +214,7 @@ def _cluster_plugins() -> list:
 
 def estimate_run(cfg: DictConfig, inputs: Inputs, made: dict | None = None) -> dict[str, float]:
     """The pre-flight estimate for this run's data (made: one made before for this config)."""
-    sequence, step_sequence = longest_batch_row(cfg, inputs), typical_batch_row(cfg, inputs)
+    sequence, step_sequence = batch_sequences(cfg, inputs)
     if (
         made
         and cfg.data.batch_size != "auto"

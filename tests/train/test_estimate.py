@@ -265,35 +265,35 @@ def test_a_run_is_estimated_at_its_longest_training_row(make_cfg):
     """Batches are padded to their longest row, so the estimate's sequence is the longest
     training row (read from the tokenized arrow column), or data.max_length when every batch is
     padded to it."""
-    from src.train.batch_rows import longest_batch_row
+    from src.train.batch_rows import batch_sequences
     from src.train.run import prepare_inputs
 
     cfg = make_cfg("data.max_length=128")  # all tiny BERT's positions
     inputs = prepare_inputs(cfg)
     lengths = [len(ids) for ids in inputs.tokenized["train"]["input_ids"]]
     assert len(set(lengths)) > 1  # rows of different lengths: the maximum is a real choice
-    assert longest_batch_row(cfg, inputs) == max(lengths) < 128
+    assert batch_sequences(cfg, inputs)[0] == max(lengths) < 128
     padded = make_cfg("data.max_length=128", "data.pad_to_max_length=true")
-    assert longest_batch_row(padded, inputs) == 128
+    assert batch_sequences(padded, inputs)[0] == 128
 
 
 def test_the_step_time_is_estimated_at_a_typical_batchs_longest_row(make_cfg):
     """A step is as long as its batch's longest row: the step time follows the median batch's,
     the memory peak the longest row's."""
-    from src.train.batch_rows import longest_batch_row, typical_batch_row
+    from src.train.batch_rows import batch_sequences
     from src.train.run import prepare_inputs
 
     cfg = make_cfg("data.max_length=128")
     inputs = prepare_inputs(cfg)
     lengths = [len(ids) for ids in inputs.tokenized["train"]["input_ids"]]
-    typical = typical_batch_row(cfg, inputs)
-    assert min(lengths) <= typical <= longest_batch_row(cfg, inputs)
+    longest, typical = batch_sequences(cfg, inputs)
+    assert min(lengths) <= typical <= longest
     one_row = make_cfg("data.max_length=128", "data.batch_size=1")
-    assert typical_batch_row(one_row, inputs) == int(statistics.median(lengths))
+    assert batch_sequences(one_row, inputs)[1] == int(statistics.median(lengths))
     whole = make_cfg("data.max_length=128", f"data.batch_size={len(lengths)}")
-    assert typical_batch_row(whole, inputs) == max(lengths)
+    assert batch_sequences(whole, inputs)[1] == max(lengths)
     padded = make_cfg("data.max_length=128", "data.pad_to_max_length=true")
-    assert typical_batch_row(padded, inputs) == 128
+    assert batch_sequences(padded, inputs)[1] == 128
 
     at_longest = estimate(cfg, sequence=128)
     typical_step = estimate(cfg, sequence=128, step_sequence=32)

@@ -110,22 +110,9 @@ def estimate(
     timings it needs) where only memory matters; step_sequence: the sequence a typical step
     sees (default: sequence), simulated again for the step time where it differs."""
     simulated = simulate(cfg, sequence, model_path, batch_size)
-    if not timed:
-        return simulated.estimate
-    return with_step_time(
-        simulated, cfg, step_simulation(simulated, cfg, step_sequence, model_path)
+    return (
+        with_step_time(simulated, cfg, step_sequence, model_path) if timed else simulated.estimate
     )
-
-
-def step_simulation(
-    simulated: Simulated, cfg: DictConfig, step_sequence: int | None, model_path: str | None = None
-) -> Simulated:
-    """The simulated step that the step time is estimated from: `simulated` itself, or the same
-    configuration and micro-batch simulated at step_sequence."""
-    est = simulated.estimate
-    if step_sequence is None or step_sequence == est.sequence:
-        return simulated
-    return simulate(cfg, step_sequence, model_path, est.batch_size)
 
 
 def simulate(
@@ -183,12 +170,18 @@ def simulate(
 
 
 def with_step_time(
-    simulated: Simulated, cfg: DictConfig, step: Simulated | None = None
+    simulated: Simulated,
+    cfg: DictConfig,
+    step_sequence: int | None = None,
+    model_path: str | None = None,
 ) -> Estimate:
     """The simulated estimate with its step time on its device, timed here (each shape once per
-    device, cached), from the step simulated at a typical batch's sequence (step; default
-    simulated itself); unchanged where that device is not on this machine."""
-    est, step = simulated.estimate, step or simulated
+    device, cached), from its step or, where step_sequence (a typical batch's longest row)
+    differs from its sequence, from the same configuration and micro-batch simulated at that
+    length; unchanged where that device is not on this machine."""
+    est, step = simulated.estimate, simulated
+    if step_sequence is not None and step_sequence != est.sequence:
+        step = simulate(cfg, step_sequence, model_path, est.batch_size)
     est = dataclasses.replace(
         est, step_sequence=step.estimate.sequence, gflops=step.estimate.gflops
     )
