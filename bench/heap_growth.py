@@ -86,7 +86,8 @@ def one_row(overrides: list[str], trim: bool) -> dict:
     libc.mallinfo2.restype = MallInfo2
 
     class Probe(pl.Callback):
-        steps: list[dict] = []
+        def __init__(self):
+            self.steps: list[dict] = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if trim:
