@@ -16,10 +16,18 @@ and reports every row with the new numbers, so the shipped experiments' rows are
 it first drops the cached device timings, so every one is taken again in this run. Results:
 bench/results/estimate.json.
 
-    .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING] [--steps 8]
+    .venv/bin/python bench/estimate.py [--calibrate] [--only SUBSTRING,...] [--skip SUBSTRING,...]
+        [--steps 8] [--whole-run]
 
 Under a fixed glibc mmap threshold (`MALLOC_MMAP_THRESHOLD_=131072 .venv/bin/python
 bench/estimate.py --only ...`) the rows run with it and go to estimate_mmap<bytes>.json.
+
+--whole-run runs each row as users run it: one epoch of up to 3,000 training rows (at most 100
+steps) with every batch padded to its own longest row (the default), validated once at its end;
+the run logs its estimate at its longest row (memory) and at a typical batch's (step time). The
+resident peak keeps growing for tens of steps as longer batches arrive (bench/heap_growth.py),
+so this is the figure the estimate is for, and --whole-run --calibrate fits it; results:
+estimate_whole_run.json.
 
 --as-run runs the rows as a user's `python -m src.train` does (an MLflow run in a temporary
 store, checkpoints saved, early stopping, the summary) instead of with logging, checkpoints and
@@ -61,6 +69,21 @@ SMALL_DATA = [
     "data.test_size=64",
     "data.pad_to_max_length=true",
 ]
+WHOLE_RUN = [
+    "data.max_train_samples=3000",
+    "data.max_eval_samples=64",
+    "data.test_size=64",
+    "trainer.max_epochs=1",
+    "trainer.max_steps=100",  # MiniLM's batch 32: the whole epoch, 94 steps
+    "trainer.val_check_interval=1.0",
+]
+
+
+def short_run(steps: int) -> list[str]:
+    """A few steps of a small split, every batch padded to data.max_length."""
+    return [*SMALL_DATA, f"trainer.max_steps={steps}", "trainer.max_epochs=-1"]
+
+
 TINY = [
     ("tiny_bert lora b8 s32", ["model=tiny_bert", "data.batch_size=8", "data.max_length=32"]),
     ("tiny_bert lora b32 s128", ["model=tiny_bert", "data.batch_size=32", "data.max_length=128"]),
@@ -229,13 +252,11 @@ def as_run(scratch: Path) -> list[str]:
     return [f"paths.root={scratch}", f"logger.tracking_uri=sqlite:///{scratch}/mlflow.db"]
 
 
-def run_row(overrides: list[str], steps: int, around_fit: list[str] = STRIPPED) -> dict:
-    """One measured run in a fresh interpreter; returns its metrics."""
+def run_row(overrides: list[str], length: list[str], around_fit: list[str] = STRIPPED) -> dict:
+    """One measured run in a fresh interpreter (length: its data and steps); its metrics."""
     args = [
         *overrides,
-        *SMALL_DATA,
-        f"trainer.max_steps={steps}",
-        "trainer.max_epochs=-1",
+        *length,
         *around_fit,
         "trainer.enable_progress_bar=false",
         "eval.forgetting=false",
@@ -320,23 +341,37 @@ def fit_time(rows: list[dict], device: str) -> dict:
 
 def memory_parts(row: dict) -> dict:
     """The row's memory estimate made again here (no device timings: any machine can)."""
-    from src.train import compose_config
     from src.train.estimate import estimate
 
-    est = estimate(compose_config([*row["overrides"], *SMALL_DATA]), timed=False)
+    est = estimate(row_config(row), _sequence(row), timed=False)
     return {"estimate/tensor_peak_mb": est.tensor_peak_mb, "estimate/heap_mb": est.heap_mb}
+
+
+def row_config(row: dict):
+    from src.train import compose_config
+
+    return compose_config([*row["overrides"], *row.get("length", SMALL_DATA)])
+
+
+def _sequence(row: dict) -> int | None:
+    """The longest row the run's estimate was made for (rows stored before it was logged: None,
+    data.max_length, which their padded batches had)."""
+    return int(row["estimate/sequence"]) if "estimate/sequence" in row else None
+
+
+def _step_sequence(row: dict) -> int | None:
+    return int(row["estimate/step_sequence"]) if "estimate/step_sequence" in row else None
 
 
 def raw_time_parts(row: dict, device: str) -> dict:
     """The row's modelled time parts without calibration (same device timings as its run)."""
-    from src.train import compose_config
     from src.train.estimate import estimate
     from src.train.estimate.calibration import OVERHEAD
 
     saved = dict(OVERHEAD[device])
     OVERHEAD[device].update(other_scale=1.0, step_fixed_ms=0.0)
     try:
-        est = estimate(compose_config([*row["overrides"], *SMALL_DATA]))
+        est = estimate(row_config(row), _sequence(row), step_sequence=_step_sequence(row))
     finally:
         OVERHEAD[device].update(saved)
     matmul = est.time_parts_ms["matmuls"]
@@ -401,19 +436,27 @@ def markdown(table: list[dict], device: str) -> str:
 
 
 def measure(
-    only: str, steps: int, device: str, large: str | None, around_fit: list[str] = STRIPPED
+    only: str,
+    length: list[str],
+    device: str,
+    large: str | None,
+    around_fit: list[str] = STRIPPED,
+    skip: str = "",
 ) -> list[dict]:
     measured = []
     gpu = ["trainer=gpu"] if device == "cuda" else []
     for name, overrides, calibrating in rows(device, large):
         if not any(part in name for part in only.split(",")):
             continue
+        if skip and any(part in name for part in skip.split(",")):
+            continue
         try:
-            metrics = run_row([*overrides, *gpu], steps, around_fit)
+            metrics = run_row([*overrides, *gpu], length, around_fit)
         except RuntimeError as error:  # one row's failure (an OOM, say) must not lose the rest
             print(f"{name}: FAILED\n{error}", flush=True)
             continue
         row = {"name": name, "overrides": [*overrides, *gpu], "calibration_row": calibrating}
+        row["length"] = length
         row.update({k: v for k, v in metrics.items() if k.split("/")[0] in MEASURED_KINDS})
         row.update(raw_time_parts(row, device))
         measured.append(row)
@@ -447,10 +490,12 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--refit", action="store_true", help="re-fit the stored rows, run none")
     parser.add_argument("--only", default="", help="comma-separated parts of row names")
+    parser.add_argument("--skip", default="", help="comma-separated parts of row names")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--large", help="folder with a causal LM's config.json (cuda only)")
     parser.add_argument("--as-run", action="store_true", help="with tracking and checkpoints")
+    parser.add_argument("--whole-run", action="store_true", help="one epoch, as users run")
     args = parser.parse_args()
     from src.train.estimate.calibration import OVERHEAD
 
@@ -469,6 +514,11 @@ def main() -> None:
             parser.error("--as-run checks the calibration; it fits nothing")
         results = results.with_name(results.stem + "_as_run.json")
         around_fit = as_run(Path(tempfile.mkdtemp(prefix="estimate-as-run-")))
+    length = short_run(args.steps)
+    if args.whole_run:
+        if args.as_run:
+            parser.error("--whole-run and --as-run are separate tables: pick one")
+        results, length = results.with_name(results.stem + "_whole_run.json"), WHOLE_RUN
     where = machine(args.device) if not args.refit else None
     if args.refit:
         stored = json.loads(results.read_text())
@@ -481,8 +531,8 @@ def main() -> None:
             forget_device_timings(args.device)
         if args.large:
             prepare_large(args.large)
-        measured = measure(args.only, args.steps, args.device, args.large, around_fit)
-        if args.only and results.exists():  # the rows not run again stay as they were
+        measured = measure(args.only, length, args.device, args.large, around_fit, args.skip)
+        if (args.only or args.skip) and results.exists():  # rows not run again stay as they were
             fresh = {r["name"] for r in measured}
             kept = [r for r in json.loads(results.read_text())["rows"] if r["name"] not in fresh]
             measured = kept + measured
@@ -498,7 +548,7 @@ def main() -> None:
             {
                 "benchmark": "estimate",
                 "device": args.device,
-                "steps": args.steps,
+                "length": length,
                 "calibration": calib,
                 "machine": where,
                 "rows": table,
