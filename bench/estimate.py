@@ -287,12 +287,15 @@ def progress_line(name: str, metrics: dict, row: dict) -> str:
 def fit_memory(rows: list[dict], device: str) -> dict:
     """Least squares of (resident - estimated tensor peak) = fixed + heap_ratio x estimated
     heap-served MB over the given rows without activation checkpointing, then of the same with
-    checkpointing_heap_ratio over those with it, through the same fixed part. On a GPU the
+    checkpointing_heap_ratio over those with it, through the same fixed part; on CPU only rows
+    whose peak is a training step's (the heap-served bytes are the step's: where validation's
+    tensors are bigger, the excess over them says little about the step's heap). On a GPU the
     measured peak is the caching allocator's count of allocated blocks: beyond the tensors only
     fixed workspaces (cuBLAS'), their median."""
     if device == "cuda":
         extra = statistics.median(r["mem/peak_mb"] - r["estimate/tensor_peak_mb"] for r in rows)
         return {"fixed_mb": round(extra, 1), "heap_ratio": 0.0, "checkpointing_heap_ratio": 0.0}
+    rows = [r for r in rows if needed_tensors(r) == r["estimate/tensor_peak_mb"]]
     plain = [r for r in rows if not checkpointing(r)]
     xs = [r["estimate/heap_mb"] for r in plain]
     ys = [_beyond_tensors(r) for r in plain]
@@ -313,7 +316,15 @@ def fit_memory(rows: list[dict], device: str) -> dict:
 
 
 def _beyond_tensors(row: dict) -> float:
-    return row["mem/peak_mb"] - row["estimate/tensor_peak_mb"]
+    return row["mem/peak_mb"] - needed_tensors(row)
+
+
+def needed_tensors(row: dict) -> float:
+    """The tensor peak of the run the row measured: its training step's or, where bigger, its
+    validation's (a causal LM validated on a larger batch: the logits; whole runs validate
+    64 rows in one batch). Rows stored before the latter was kept: the step's."""
+    step = row["estimate/tensor_peak_mb"]
+    return max(step, row.get("estimate/eval_tensor_peak_mb", step))
 
 
 def checkpointing(row: dict) -> bool:
@@ -344,7 +355,11 @@ def memory_parts(row: dict) -> dict:
     from src.train.estimate import estimate
 
     est = estimate(row_config(row), _sequence(row), timed=False)
-    return {"estimate/tensor_peak_mb": est.tensor_peak_mb, "estimate/heap_mb": est.heap_mb}
+    return {
+        "estimate/tensor_peak_mb": est.tensor_peak_mb,
+        "estimate/eval_tensor_peak_mb": est.eval_tensor_peak_mb,
+        "estimate/heap_mb": est.heap_mb,
+    }
 
 
 def row_config(row: dict):
@@ -383,6 +398,7 @@ def raw_time_parts(row: dict, device: str) -> dict:
         "other_ms": other,
         "time_parts_ms": est.time_parts_ms,
         "estimate/heap_mb": est.heap_mb,
+        "estimate/eval_tensor_peak_mb": est.eval_tensor_peak_mb,
     }
 
 
@@ -405,7 +421,7 @@ def apply(row: dict, calib: dict) -> dict:
     from src.train.estimate.calibration import overhead_mb
 
     tensor = row["estimate/tensor_peak_mb"]
-    peak = tensor + overhead_mb(calib, row["estimate/heap_mb"], checkpointing(row))
+    peak = needed_tensors(row) + overhead_mb(calib, row["estimate/heap_mb"], checkpointing(row))
     step = row["matmul_ms"] + calib["other_scale"] * row["other_ms"] + calib["step_fixed_ms"]
     return {
         **row,

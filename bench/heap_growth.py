@@ -1,6 +1,7 @@
-"""How a CPU run's resident peak grows with its length: the pre-flight estimate's heap term is
-fitted on 8-step runs with every batch padded to data.max_length (bench/estimate.py), while users
-run whole epochs with each batch padded to its longest row (the default). Each row is a real
+"""How a CPU run's resident peak grows with its length: the pre-flight estimate's heap term was
+fitted on 8-step runs with every batch padded to data.max_length (bench/estimate.py; since
+2026-12-08 on whole runs, --whole-run), while users run whole epochs with each batch padded to
+its longest row (the default). Each row is a real
 `train()` in a fresh process on the embedded MiniLM and Rotten Tomatoes; after every optimizer
 step a callback reads the process's peak resident set (VmHWM) and glibc's own counters
 (mallinfo2: bytes in use, and the arena's free bytes, which it keeps). The peak so far at step k

@@ -1,5 +1,6 @@
-"""What tensors cannot show, measured by bench/estimate.py (`--calibrate` rewrites the numbers
-here from its tiny-model runs; BENCHMARKS.md has the table they come from).
+"""What tensors cannot show, measured by bench/estimate.py (`--whole-run --calibrate` rewrites the
+numbers here from its tiny-model rows run as users run them: one epoch, at most 100 steps,
+batches padded to their longest row; BENCHMARKS.md has the table they come from).
 
 cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves blocks under its
      mmap threshold (32 MB, or what the environment fixes: allocator.py) from heaps that keep
@@ -10,8 +11,11 @@ cpu: the measured peak (mem/peak_mb) is resident memory. glibc's malloc serves b
      the optimizer state, allocated once (step.py). Under activation checkpointing the heap
      keeps several times the heap-served bytes at the peak (checkpointing_heap_ratio): each
      layer's activations pass through it twice a step (the no-grad forward, the recomputation in
-     backward) while far fewer are alive at once. Rules of thumb fitted on the tiny-model rows:
-     see BENCHMARKS.md for where they miss.
+     backward) while far fewer are alive at once. The heap keeps growing for tens of steps as
+     batches of new lengths arrive (their blocks do not fit the holes shorter ones left), so
+     the ratios are fitted on whole runs' peaks: a run of a few steps, or one whose batches are
+     all padded to one length, stays below the estimate. Rules of thumb: see BENCHMARKS.md for
+     where they miss.
      Step time: other_scale multiplies the non-matmul parts (their small benchmarks miss some
      of what a real step's elementwise ops cost), step_fixed_ms is Lightning's own work per step
      (hooks, logging, the scheduler); both fitted to measured step times.
@@ -31,9 +35,9 @@ def overhead_mb(calib: dict, heap_mb: float, checkpointing: bool) -> float:
 # bench/estimate.py --calibrate rewrites from here to the end.
 OVERHEAD = {
     "cpu": {
-        "fixed_mb": 12.0,
-        "heap_ratio": 0.569,
-        "checkpointing_heap_ratio": 2.528,
+        "fixed_mb": 22.6,
+        "heap_ratio": 0.869,
+        "checkpointing_heap_ratio": 3.2,
         "other_scale": 1.9,
         "step_fixed_ms": 0.0,
     },
