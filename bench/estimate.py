@@ -354,7 +354,7 @@ def memory_parts(row: dict) -> dict:
     """The row's memory estimate made again here (no device timings: any machine can)."""
     from src.train.estimate import estimate
 
-    est = estimate(row_config(row), _sequence(row), timed=False)
+    est = estimate(row_config(row), _logged_sequence(row), timed=False)
     return {
         "estimate/tensor_peak_mb": est.tensor_peak_mb,
         "estimate/eval_tensor_peak_mb": est.eval_tensor_peak_mb,
@@ -368,14 +368,12 @@ def row_config(row: dict):
     return compose_config([*row["overrides"], *row.get("length", SMALL_DATA)])
 
 
-def _sequence(row: dict) -> int | None:
-    """The longest row the run's estimate was made for (rows stored before it was logged: None,
-    data.max_length, which their padded batches had)."""
-    return int(row["estimate/sequence"]) if "estimate/sequence" in row else None
-
-
-def _step_sequence(row: dict) -> int | None:
-    return int(row["estimate/step_sequence"]) if "estimate/step_sequence" in row else None
+def _logged_sequence(row: dict, kind: str = "sequence") -> int | None:
+    """The longest row (kind "sequence") or typical batch's row ("step_sequence") the run's own
+    estimate was made at (rows stored before it was logged: None, data.max_length, which their
+    padded batches had)."""
+    key = f"estimate/{kind}"
+    return int(row[key]) if key in row else None
 
 
 def raw_time_parts(row: dict, device: str) -> dict:
@@ -386,7 +384,8 @@ def raw_time_parts(row: dict, device: str) -> dict:
     saved = dict(OVERHEAD[device])
     OVERHEAD[device].update(other_scale=1.0, step_fixed_ms=0.0)
     try:
-        est = estimate(row_config(row), _sequence(row), step_sequence=_step_sequence(row))
+        step_sequence = _logged_sequence(row, "step_sequence")
+        est = estimate(row_config(row), _logged_sequence(row), step_sequence=step_sequence)
     finally:
         OVERHEAD[device].update(saved)
     matmul = est.time_parts_ms["matmuls"]
@@ -471,8 +470,12 @@ def measure(
         except RuntimeError as error:  # one row's failure (an OOM, say) must not lose the rest
             print(f"{name}: FAILED\n{error}", flush=True)
             continue
-        row = {"name": name, "overrides": [*overrides, *gpu], "calibration_row": calibrating}
-        row["length"] = length
+        row = {
+            "name": name,
+            "overrides": [*overrides, *gpu],
+            "calibration_row": calibrating,
+            "length": length,
+        }
         row.update({k: v for k, v in metrics.items() if k.split("/")[0] in MEASURED_KINDS})
         row.update(raw_time_parts(row, device))
         measured.append(row)
